@@ -1,0 +1,100 @@
+"""Segmentation runtime: a loaded model, its skip levels, and one call per frame.
+
+This is what the ROS node drives; it has no ROS import. Frames are resized to
+the model's input size (the size its skip levels were calibrated at), and the
+mask is returned at the frame's own size.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import ModelMetadata, load_model
+from .macs import count_layers, total_macs
+from .model import SegFormer
+from .skip import FULL, SkipConfig
+from .skip_levels import LevelTable
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    mask: np.ndarray        # (H, W) uint8 class ids at the frame's size
+    level: int
+    config: SkipConfig
+    infer_ms: float         # preprocessing + forward + upsample + argmax
+    macs: int               # executed MACs of the forward pass
+
+
+class SegmentationRuntime:
+    def __init__(self, model: SegFormer, metadata: ModelMetadata, levels: LevelTable | None = None):
+        self.model = model.eval()
+        self.metadata = metadata
+        self.levels = levels or LevelTable.from_configs([FULL])
+        for level in self.levels:
+            level.config.validate(model.variant.depths)
+        self.input_hw = (int(metadata.input_size[0]), int(metadata.input_size[1]))
+        self._mean = torch.tensor(metadata.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        self._std = torch.tensor(metadata.std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        self._macs = [total_macs(count_layers(model.variant, metadata.num_classes, self.input_hw, c))
+                      for c in self.levels.configs]
+
+    @classmethod
+    def load(cls, checkpoint: str | Path, levels: str | Path | None = None,
+             num_threads: int | None = None) -> "SegmentationRuntime":
+        if num_threads:
+            torch.set_num_threads(int(num_threads))
+        model, metadata = load_model(checkpoint)
+        table = LevelTable.load(levels) if levels else None
+        return cls(model, metadata, table)
+
+    @property
+    def palette(self) -> np.ndarray:
+        return palette_array(self.metadata.palette, self.metadata.num_classes)
+
+    def macs(self, level: int) -> int:
+        return self._macs[level]
+
+    def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 RGB -> normalised (1, 3, h, w) at the model's input size."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {rgb.dtype} {rgb.shape}")
+        image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float()
+        if tuple(image.shape[-2:]) != self.input_hw:
+            image = F.interpolate(image, size=self.input_hw, mode="bilinear", align_corners=False)
+        return (image - self._mean) / self._std
+
+    @torch.inference_mode()
+    def infer(self, rgb: np.ndarray, level: int = 0) -> InferenceResult:
+        if not 0 <= level < len(self.levels):
+            raise ValueError(f"skip level {level} out of range 0..{len(self.levels) - 1}")
+        config = self.levels[level].config
+        start = time.perf_counter()
+        logits = self.model(self.preprocess(rgb), config)
+        logits = F.interpolate(logits, size=rgb.shape[:2], mode="bilinear", align_corners=False)
+        mask = logits.argmax(1)[0].to(torch.uint8).numpy()
+        elapsed = (time.perf_counter() - start) * 1e3
+        return InferenceResult(mask, level, config, elapsed, self._macs[level])
+
+
+def palette_array(palette: list, num_classes: int) -> np.ndarray:
+    """(256, 3) uint8 lookup table; classes without a colour get a fixed pseudo-random one."""
+    table = np.random.default_rng(0).integers(0, 256, size=(256, 3), dtype=np.uint8)
+    if palette:
+        given = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)[:256]
+        table[: len(given)] = given
+    return table
+
+
+def colorize(mask: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) uint8 colours."""
+    return palette[mask]
+
+
+def overlay(rgb: np.ndarray, colour: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    blended = rgb.astype(np.float32) * (1.0 - alpha) + colour.astype(np.float32) * alpha
+    return blended.round().astype(np.uint8)
