@@ -1,0 +1,326 @@
+"""Analytical per-layer latency model of a vector-MAC accelerator (or a GPU), described in YAML.
+
+Each layer of the engine's per-layer list (:func:`dynvit_ros.macs.count_layers`)
+costs ``max(compute cycles, memory cycles)`` plus a fixed per-layer overhead;
+the frame costs the sum plus a per-frame overhead.
+
+Compute mapping (MAGNet-style, one formula for every preset):
+- a PE does ``vector_lanes`` dot products of length ``vector_width`` per
+  cycle; the vector runs along the reduction ``k``, the lanes and the PE
+  columns along output channels ``n``, the PE rows along output positions
+  ``m``. Every dimension is padded to its tile, so a dimension just above a
+  multiple of the vector costs a whole extra vector (skipping a little work
+  saves nothing until it crosses a boundary: wider vectors, coarser skips);
+- ``reduction_vector: channels`` vectorises over input channels and runs the
+  kernel taps in time (MAGNet). A depthwise conv then has one useful channel
+  per vector: it uses ``1 / vector_width`` of the MACs. ``flat`` vectorises
+  the im2col reduction (``k`` as one dimension), as GPU GEMM kernels do;
+- depthwise groups share the lanes (each lane holds its own channel's taps);
+  other grouped GEMMs (attention heads) run one after another.
+
+Memory: weights, inputs and outputs move to/from DRAM once, unless the layer's
+input or output fits the global buffer (it stays on chip between layers);
+when neither the weights nor the inputs fit their buffers, the smaller
+re-streaming order is charged. Element-wise kinds cost a vector-unit pass and
+their traffic, or nothing when the hardware fuses them into the producer.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+
+import yaml
+
+from ..macs import GEMM_KINDS, LayerCost, OpKind, count_layers
+from ..model import scaled_size, stage_sizes
+from ..skip import SkipConfig
+from .base import LatencyContext, LatencyModel, LatencyModelError
+
+_KINDS = {str(kind) for kind in OpKind}
+
+
+@dataclass(frozen=True)
+class HardwareSpec:
+    name: str
+    target: str
+    pe_rows: int                    # PEs along output positions (m)
+    pe_cols: int                    # PEs along output channels (n)
+    vector_width: int               # MACs of one vector unit per cycle, along the reduction (k)
+    clock_ghz: float
+    bytes_per_element: int
+    dram_gbps: float
+    weight_buffer_bytes: int        # on-chip weight storage, all PEs together
+    input_buffer_bytes: int         # on-chip input-activation storage for tiling, all PEs together
+    global_buffer_bytes: int        # keeps a layer's output on chip for the next layer if it fits
+    vector_lanes: int = 1           # vector units per PE (each on its own output channel)
+    reduction_vector: str = "flat"  # "channels" (kernel taps in time) or "flat" (im2col k)
+    dram_efficiency: float = 1.0    # sustained / peak DRAM bandwidth
+    efficiency: dict = field(default_factory=dict)        # per op kind, of padded peak (default 1)
+    elementwise_lanes: int = 1      # element-wise results per PE per cycle
+    elementwise_ops: dict = field(default_factory=dict)   # vector-unit ops per element, per kind
+    fused_kinds: tuple = ()         # element-wise kinds folded into the producing layer: free
+    layer_overhead_us: float = 0.0  # per executed layer (configuration, launch, dispatch)
+    overhead_mode: str = "serial"   # "serial": added; "overlap": host dispatch hides device time
+    frame_overhead_us: float = 0.0
+    computation: str = "executed"   # which macs list runs there: "executed" or "reference"
+    include_output: bool = True     # upsample logits to the input size and take the argmax
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("pe_rows", "pe_cols", "vector_width", "vector_lanes", "bytes_per_element",
+                     "elementwise_lanes"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{self.name}: {name} must be >= 1")
+        for name in ("clock_ghz", "dram_gbps", "dram_efficiency"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"{self.name}: {name} must be > 0")
+        if self.reduction_vector not in ("channels", "flat"):
+            raise ValueError(f"{self.name}: reduction_vector must be 'channels' or 'flat'")
+        if self.overhead_mode not in ("serial", "overlap"):
+            raise ValueError(f"{self.name}: overhead_mode must be 'serial' or 'overlap'")
+        if self.computation not in ("executed", "reference"):
+            raise ValueError(f"{self.name}: computation must be 'executed' or 'reference'")
+        unknown = (set(self.efficiency) | set(self.elementwise_ops) | set(self.fused_kinds)) - _KINDS
+        if unknown:
+            raise ValueError(f"{self.name}: unknown op kinds {sorted(unknown)}; known: {sorted(_KINDS)}")
+        if any(not 0 < float(v) <= 1 for v in self.efficiency.values()):
+            raise ValueError(f"{self.name}: efficiencies must be in (0, 1]")
+        object.__setattr__(self, "fused_kinds", tuple(self.fused_kinds))
+
+    @property
+    def num_pes(self) -> int:
+        return self.pe_rows * self.pe_cols
+
+    @property
+    def peak_macs_per_cycle(self) -> int:
+        return self.num_pes * self.vector_lanes * self.vector_width
+
+    @property
+    def peak_tmacs(self) -> float:
+        return self.peak_macs_per_cycle * self.clock_ghz / 1e3
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "hardware") -> "HardwareSpec":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"{source}: unknown hardware keys {sorted(unknown)}")
+        missing = [f.name for f in fields(cls)
+                   if f.default is MISSING and f.default_factory is MISSING and f.name not in data]
+        if missing:
+            raise ValueError(f"{source}: missing hardware keys {missing}")
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: {exc}") from exc
+
+    @classmethod
+    def load(cls, path: str | Path) -> "HardwareSpec":
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"cannot read hardware description {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a hardware description is a YAML mapping")
+        data.setdefault("name", path.stem)
+        return cls.from_dict(data, str(path))
+
+
+def preset_dirs() -> list[Path]:
+    """Where preset names are looked up, first match wins."""
+    dirs = []
+    if os.environ.get("DYNVIT_ACCELERATOR_DIR"):
+        dirs.append(Path(os.environ["DYNVIT_ACCELERATOR_DIR"]))
+    try:  # installed ROS package
+        from ament_index_python.packages import get_package_share_directory
+        dirs.append(Path(get_package_share_directory("dynvit_ros")) / "config" / "accelerators")
+    except Exception:
+        pass
+    dirs.append(Path(__file__).resolve().parents[2] / "config" / "accelerators")  # source tree
+    return dirs
+
+
+def load_hardware(path_or_preset: str | Path) -> HardwareSpec:
+    """A hardware description from a YAML path or a preset name such as ``gv100``."""
+    path = Path(path_or_preset)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise LatencyModelError(f"hardware description not found: {path}")
+        return _load_spec(path)
+    for folder in preset_dirs():
+        candidate = folder / f"{path_or_preset}.yaml"
+        if candidate.exists():
+            return _load_spec(candidate)
+    known = sorted({p.stem for d in preset_dirs() if d.is_dir() for p in d.glob("*.yaml")})
+    raise LatencyModelError(f"unknown accelerator preset {str(path_or_preset)!r}; known: {known}")
+
+
+def _load_spec(path: Path) -> HardwareSpec:
+    try:
+        return HardwareSpec.load(path)
+    except ValueError as exc:
+        raise LatencyModelError(str(exc)) from exc
+
+
+# ---------------------------------------------------------------------------
+# The per-layer model
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LayerTime:
+    layer: LayerCost
+    compute_us: float
+    memory_us: float
+    overhead_us: float
+    total_us: float
+    dram_bytes: int
+    bound: str  # "compute", "memory", "overhead" or "fused"
+
+
+def _ceil(a: float, b: float) -> int:
+    return -(-int(a) // int(b))
+
+
+def gemm_cycles(layer: LayerCost, hw: HardwareSpec) -> float:
+    """Compute cycles of a GEMM-kind layer after padding every dimension to its tile."""
+    groups, m, n, k = layer.groups, layer.m, layer.n, layer.k
+    taps = 1
+    if layer.kind in (OpKind.CONV, OpKind.DWCONV) and layer.in_shape:
+        channels_per_group = max(1, layer.in_shape[0] // groups)
+        taps = max(1, k // channels_per_group)
+    if layer.kind == OpKind.DWCONV:
+        n, serial = groups * n, 1
+    else:
+        serial = groups
+    if hw.reduction_vector == "channels":
+        k_steps = _ceil(k // taps, hw.vector_width) * taps
+    else:
+        k_steps = _ceil(k, hw.vector_width)
+    cycles = serial * _ceil(m, hw.pe_rows) * _ceil(n, hw.pe_cols * hw.vector_lanes) * k_steps
+    return cycles / float(hw.efficiency.get(str(layer.kind), 1.0))
+
+
+def elementwise_cycles(layer: LayerCost, hw: HardwareSpec) -> float:
+    ops = float(hw.elementwise_ops.get(str(layer.kind), 1.0)) * layer.elements
+    return ops / (hw.num_pes * hw.elementwise_lanes) / float(hw.efficiency.get(str(layer.kind), 1.0))
+
+
+def dram_bytes(layer: LayerCost, hw: HardwareSpec) -> int:
+    w, i, o = layer.weight_bytes, layer.act_in_bytes, layer.act_out_bytes
+    moved = w
+    if i > hw.global_buffer_bytes:
+        moved += i
+    if o > hw.global_buffer_bytes:
+        moved += o
+    if layer.kind in GEMM_KINDS and w > hw.weight_buffer_bytes and i > hw.input_buffer_bytes:
+        restream_w = w * (_ceil(i, hw.input_buffer_bytes) - 1)
+        restream_i = i * (_ceil(w, hw.weight_buffer_bytes) - 1)
+        moved += min(restream_w, restream_i)
+    return moved
+
+
+def layer_time(layer: LayerCost, hw: HardwareSpec) -> LayerTime:
+    if layer.kind not in GEMM_KINDS and str(layer.kind) in hw.fused_kinds:
+        return LayerTime(layer, 0.0, 0.0, 0.0, 0.0, 0, "fused")
+    cycles = gemm_cycles(layer, hw) if layer.kind in GEMM_KINDS else elementwise_cycles(layer, hw)
+    compute_us = cycles / (hw.clock_ghz * 1e3)
+    moved = dram_bytes(layer, hw)
+    memory_us = moved / (hw.dram_gbps * hw.dram_efficiency * 1e3)
+    device_us = max(compute_us, memory_us)
+    overhead = hw.layer_overhead_us
+    if hw.overhead_mode == "overlap":
+        total = max(device_us, overhead)
+    else:
+        total = device_us + overhead
+    bound = "overhead" if total > 0 and overhead >= device_us and hw.overhead_mode == "overlap" else (
+        "compute" if compute_us >= memory_us else "memory")
+    return LayerTime(layer, compute_us, memory_us, overhead, total, moved, bound)
+
+
+def output_layers(num_classes: int, logits_hw: tuple[int, int], input_hw: tuple[int, int],
+                  bytes_per_element: int) -> list[LayerCost]:
+    """What ``SegFormer.predict`` adds after the logits: upsample to the input size, then argmax."""
+    out = num_classes * input_hw[0] * input_hw[1]
+    layers = []
+    if tuple(logits_hw) != tuple(input_hw):
+        layers.append(LayerCost("output.resize", OpKind.RESIZE, elements=out,
+                                act_in_elems=num_classes * logits_hw[0] * logits_hw[1], act_out_elems=out,
+                                bytes_per_element=bytes_per_element))
+    # The argmax is a compare per element; ADD is the closest element-wise kind the counter has.
+    layers.append(LayerCost("output.argmax", OpKind.ADD, elements=out, act_in_elems=out,
+                            act_out_elems=input_hw[0] * input_hw[1], bytes_per_element=bytes_per_element))
+    return layers
+
+
+@dataclass(frozen=True)
+class Estimate:
+    total_ms: float
+    frame_overhead_us: float
+    layers: tuple[LayerTime, ...]
+
+    def by_kind(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for lt in self.layers:
+            out[str(lt.layer.kind)] = out.get(str(lt.layer.kind), 0.0) + lt.total_us / 1e3
+        return out
+
+
+def estimate(model_spec, num_classes: int, input_hw: tuple[int, int], config: SkipConfig,
+             hw: HardwareSpec) -> Estimate:
+    """Latency estimate of one forward pass of ``config`` at ``input_hw`` on ``hw``."""
+    layers = count_layers(model_spec, num_classes, input_hw, config,
+                          executed=hw.computation == "executed", bytes_per_element=hw.bytes_per_element)
+    if hw.include_output:
+        scaled = scaled_size(*input_hw, config.input_scale)
+        logits_hw = stage_sizes(*scaled, model_spec)[{4: 0, 8: 1, 16: 2, 32: 3}[config.fuse_stride]]
+        layers = layers + output_layers(num_classes, logits_hw, input_hw, hw.bytes_per_element)
+    times = tuple(layer_time(layer, hw) for layer in layers)
+    total_us = hw.frame_overhead_us + sum(t.total_us for t in times)
+    return Estimate(total_us / 1e3, hw.frame_overhead_us, times)
+
+
+class AcceleratorLatencyModel(LatencyModel):
+    """Analytical latency on the hardware named by the ``hardware`` option (a path or a preset).
+
+    Options: ``hardware`` (default ``magnet_5nm``); ``computation`` and
+    ``include_output`` override the preset's. ``observe`` learns nothing by
+    default, since frames measured on this host say nothing about the modelled
+    hardware; with ``online_correction: true`` (the model really runs there)
+    a shared ratio EWMA (``correction_alpha``, default 0.3) scales every level.
+    """
+
+    name = "accelerator"
+
+    def __init__(self, context: LatencyContext):
+        super().__init__(context)
+        options = context.options or {}
+        hw = load_hardware(options.get("hardware", "magnet_5nm"))
+        overrides = {k: options[k] for k in ("computation", "include_output") if k in options}
+        self.hardware = replace(hw, **overrides) if overrides else hw
+        self.target = self.hardware.target or self.hardware.name
+        self._spec = context.model.variant
+        self._classes = context.model.config.num_classes
+        self._cache: dict[tuple[SkipConfig, tuple[int, int]], float] = {}
+        self._correct = bool(options.get("online_correction", False))
+        self._alpha = float(options.get("correction_alpha", 0.3))
+        self._log_ratio = 0.0
+        for config in context.configs:  # the levels are known up front: pay for the layer walk now
+            self.predict(config, tuple(context.input_hw))
+
+    def estimate(self, config: SkipConfig, input_hw: tuple[int, int]) -> Estimate:
+        return estimate(self._spec, self._classes, tuple(input_hw), config, self.hardware)
+
+    def predict(self, config: SkipConfig, input_hw: tuple[int, int]) -> float:
+        key = (config, (int(input_hw[0]), int(input_hw[1])))
+        base = self._cache.get(key)
+        if base is None:
+            base = self._cache[key] = self.estimate(config, key[1]).total_ms
+        return base * math.exp(self._log_ratio) if self._correct else base
+
+    def observe(self, config: SkipConfig, input_hw: tuple[int, int], measured_ms: float) -> None:
+        if not self._correct or not (measured_ms > 0 and math.isfinite(measured_ms)):
+            return
+        base = self.predict(config, input_hw) / math.exp(self._log_ratio)
+        self._log_ratio += self._alpha * (math.log(measured_ms / base) - self._log_ratio)
