@@ -1,0 +1,277 @@
+"""Budget-tracking benchmark: the dynamic node against every static skip level, on CamVid val frames.
+
+    make bench-budget     # or: python benchmarks/bench_budget.py --seconds 20
+
+One real segformer_node (installed executable, own process) receives CamVid
+val frames at camera rate over DDS while this script publishes a budget
+trace on /compute_budget. Traces: a step, a ramp and a sine between 40% and
+100% of the full level's latency, and a real CPU burst with the load monitor
+setting the budget. The node's mode and skip level are switched live through
+its parameter service between runs. For each run: deadline-miss rate, mean
+mIoU over the processed frames (masks matched to labels by header stamp),
+frames dropped. Selection overhead is the per-frame cost of the latency
+model's predictions plus the level choice, timed in-process on the same code.
+Ends with one JSON line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def trace_budget(kind: str, t: float, seconds: float, full_ms: float) -> float:
+    lo, hi = 0.4 * full_ms, 1.0 * full_ms
+    if kind == "step":
+        return lo if seconds / 3 <= t < 2 * seconds / 3 else hi
+    if kind == "ramp":
+        x = abs(2 * t / seconds - 1)  # 1 -> 0 -> 1
+        return lo + (hi - lo) * x
+    if kind == "sine":
+        return lo + (hi - lo) * (0.5 + 0.5 * math.cos(2 * math.pi * t / (seconds / 2)))
+    raise ValueError(kind)
+
+
+def selection_overhead_ms(model_path: Path, levels_path: Path, cache_dir: Path, iterations: int = 2000) -> float:
+    from dynvit_ros.budget_policy import LevelSelector
+    from dynvit_ros.latency.base import LatencyContext, load_latency_model
+    from dynvit_ros.runtime import SegmentationRuntime
+    runtime = SegmentationRuntime.load(model_path, levels_path)
+    context = LatencyContext(model=runtime.model, configs=runtime.levels.configs, input_hw=runtime.input_hw,
+                             options={"cache_dir": str(cache_dir), "progress": False}, model_id=str(model_path))
+    latency = load_latency_model("profiled", context)
+    selector = LevelSelector(len(runtime.levels))
+    times = []
+    for i in range(iterations):
+        start = time.perf_counter()
+        level = selector.select(latency.predict_all(runtime.levels.configs, runtime.input_hw), 50.0 + i % 50)
+        latency.observe(runtime.levels[level].config, runtime.input_hw, 40.0)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+class Bench:
+    def __init__(self, domain: int, frames: list, labels: list, camera_hz: float):
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSPresetProfiles, QoSProfile
+        from sensor_msgs.msg import CompressedImage, Image
+
+        from dynvit_ros.msg import ComputeBudget, InferenceStats
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        self.node = rclpy.create_node("bench_budget", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.image_pub = self.node.create_publisher(CompressedImage, "/camera/image_raw/compressed",
+                                                    QoSPresetProfiles.SENSOR_DATA.value)
+        self.budget_pub = self.node.create_publisher(ComputeBudget, "/compute_budget", 10)
+        self.node.create_subscription(InferenceStats, "/segmentation/stats", self._on_stats, QoSProfile(depth=50))
+        self.node.create_subscription(Image, "/segmentation/mask", self._on_mask, QoSProfile(depth=50))
+        self.frames, self.labels, self.period = frames, labels, 1.0 / camera_hz
+        self.stats, self.masks = [], {}
+        self.ComputeBudget = ComputeBudget
+
+    def _on_stats(self, msg) -> None:
+        self.stats.append(msg)
+
+    def _on_mask(self, msg) -> None:
+        index = msg.header.stamp.nanosec // 1000  # the frame index travels in the stamp
+        self.masks[index] = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[:, : msg.width]
+
+    def spin(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.01)
+
+    def set_params(self, node: str, values: dict) -> None:
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+        client = self.node.create_client(SetParameters, f"/{node}/set_parameters")
+        while not client.service_is_ready():
+            self.spin(0.05)
+        future = client.call_async(SetParameters.Request(
+            parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]))
+        while not future.done():
+            self.spin(0.05)
+        for result in future.result().results:
+            if not result.successful:
+                raise RuntimeError(f"{node} rejected {values}: {result.reason}")
+        self.node.destroy_client(client)
+
+    def run(self, seconds: float, budget_fn) -> dict:
+        from sensor_msgs.msg import CompressedImage
+        self.stats, self.masks = [], {}
+        self.spin(0.5)
+        self.stats, self.masks = [], {}
+        start = time.monotonic()
+        next_frame, i = start, 0
+        while (now := time.monotonic()) - start < seconds:
+            if now >= next_frame:
+                t = now - start
+                budget = budget_fn(t)
+                if budget is not None:
+                    self.budget_pub.publish(self.ComputeBudget(budget_ms=float(budget), pinned_level=-1,
+                                                               source="bench_budget", valid=True))
+                index = i % len(self.frames)
+                msg = CompressedImage(format="jpeg", data=self.frames[index])
+                msg.header.stamp.sec, msg.header.stamp.nanosec = 1000 + i, index * 1000
+                msg.header.frame_id = "camera"
+                self.image_pub.publish(msg)
+                i += 1
+                next_frame += self.period
+            self.executor.spin_once(timeout_sec=0.002)
+        self.spin(1.0)
+        return self._summary(i)
+
+    def _summary(self, sent: int) -> dict:
+        from dynvit_ros.camvid import ConfusionMatrix
+        confusion = ConfusionMatrix()
+        for index, mask in self.masks.items():
+            confusion.update(mask, self.labels[index])
+        met = [s.deadline_met for s in self.stats]
+        return {"sent": sent, "processed": len(self.stats),
+                "miss_pct": round(100.0 * (1 - sum(met) / max(len(met), 1)), 1),
+                "miou": round(confusion.miou(), 2) if self.masks else float("nan"),
+                "dropped": int(sum(s.frames_dropped for s in self.stats)),
+                "mean_level": round(float(np.mean([s.skip_level for s in self.stats])), 2) if self.stats else None,
+                "levels": [int(s.skip_level) for s in self.stats],
+                "budget": [round(float(s.budget_ms), 1) for s in self.stats],
+                "measured": [round(float(s.measured_ms), 1) for s in self.stats]}
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", type=Path, default=REPO / "models" / "segformer_b0_camvid.safetensors")
+    p.add_argument("--levels", type=Path, default=REPO / "config" / "segformer_b0_camvid.levels.yaml")
+    p.add_argument("--seconds", type=float, default=20.0, help="length of each run")
+    p.add_argument("--camera-hz", type=float, default=10.0)
+    p.add_argument("--traces", nargs="+", default=["sine", "step", "ramp", "burst"])
+    p.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_budget")
+    args = p.parse_args(argv)
+
+    import cv2
+
+    from dynvit_ros import camvid
+    from dynvit_ros.demo import cpu_burst
+    from dynvit_ros.node_process import NodeProcess
+    from dynvit_ros.skip_levels import LevelTable
+    root = camvid.find_root()
+    if root is None:
+        print("bench-budget needs CamVid at ../shared/data/CamVid (or $DYNVIT_CAMVID); not found", file=sys.stderr)
+        return 2
+    val = camvid.load_split(root, "val")
+    frames = [cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes() for rgb in val.images]
+    levels = LevelTable.load(args.levels)
+    full_ms = float(levels[0].latency_ms)
+    args.out.mkdir(parents=True, exist_ok=True)
+    cache = (REPO / "outputs" / "cache").resolve()
+    domain = 150 + os.getpid() % 50
+    seg = NodeProcess("segformer_node", "segformer_node", {
+        "model_path": str(args.model.resolve()), "levels_path": str(args.levels.resolve()),
+        "input_type": "compressed", "latency_model": "profiled", "mode": "auto",
+        "latency_options": json.dumps({"cache_dir": str(cache)}), "publish_color": False,
+        "default_budget_ms": full_ms, "budget_timeout_s": 1.0}, domain, args.out / "logs",
+        remaps={"image": "/camera/image_raw/compressed"})
+    bench = Bench(domain, frames, val.labels, args.camera_hz)
+    monitor = None
+    results: dict = {}
+    try:
+        deadline = time.monotonic() + 180
+        while not bench.node.get_publishers_info_by_topic("/segmentation/stats"):
+            if time.monotonic() > deadline or not seg.alive():
+                print(seg.output()[-2000:], file=sys.stderr)
+                raise SystemExit("segformer_node did not start")
+            bench.spin(0.2)
+        bench.spin(2.0)
+        runs = [(trace, "auto", None) for trace in args.traces]
+        runs += [("sine", "fixed", k) for k in range(len(levels))]
+        runs += [(trace, "fixed", 0) for trace in args.traces if trace != "sine"]
+        for trace, mode, level in runs:
+            bench.set_params("segformer_node", {"mode": mode, **({"skip_level": level} if level is not None else {})})
+            label = f"{trace}/{mode}" + (f"/{level}" if level is not None else "")
+            if trace == "burst":
+                if monitor is None:
+                    monitor = NodeProcess("load_monitor_node", "load_monitor_node", {
+                        "target_rate_hz": args.camera_hz, "publish_rate_hz": 5.0, "perception_pid": seg.pid,
+                        "max_budget_ms": full_ms}, domain, args.out / "logs")
+                    bench.spin(3.0)
+                procs = cpu_burst(args.seconds / 2)
+                row = bench.run(args.seconds, lambda t: None)
+                for proc in procs:
+                    proc.join(timeout=1)
+            else:
+                if monitor is not None:
+                    monitor.stop()
+                    monitor = None
+                row = bench.run(args.seconds, lambda t, k=trace: trace_budget(k, t, args.seconds, full_ms))
+            results[label] = row
+            print(f"{label:16} processed {row['processed']:4d}/{row['sent']:4d}  miss {row['miss_pct']:5.1f}%  "
+                  f"mIoU {row['miou']:6.2f}  dropped {row['dropped']:4d}  mean level {row['mean_level']}",
+                  file=sys.stderr, flush=True)
+    finally:
+        bench.close()
+        if monitor is not None:
+            monitor.stop()
+        seg.stop()
+
+    select_ms = selection_overhead_ms(args.model, args.levels, cache)
+    (args.out / "runs.json").write_text(json.dumps(results, indent=1))
+    _plot(results, args.out, args.traces)
+    print(f"\nBudget tracking, CamVid val at {args.camera_hz:g} Hz, {args.seconds:g} s per run, "
+          f"full level {full_ms:.1f} ms (profiled table)")
+    print(f"{'trace':8} {'mode':12} {'miss %':>7} {'mIoU':>7} {'dropped':>8} {'processed':>9} {'mean level':>10}")
+    for label, row in results.items():
+        trace, mode, *level = label.split("/")
+        name = mode + (f" L{level[0]}" if level else "")
+        print(f"{trace:8} {name:12} {row['miss_pct']:7.1f} {row['miou']:7.2f} {row['dropped']:8d} "
+              f"{row['processed']:9d} {row['mean_level']!s:>10}")
+    print(f"selection overhead: {select_ms:.3f} ms per frame (median)")
+    dyn = results.get("sine/auto", {})
+    print(json.dumps({"dynamic": {k: dyn.get(k) for k in ("miss_pct", "miou", "dropped")},
+                      "static": [{"level": k, "miss_pct": results[f"sine/fixed/{k}"]["miss_pct"],
+                                  "miou": results[f"sine/fixed/{k}"]["miou"]} for k in range(len(levels))],
+                      "select_ms": round(select_ms, 4),
+                      "traces": {label: {k: row[k] for k in ("miss_pct", "miou", "dropped")}
+                                 for label, row in results.items()}}))
+    return 0
+
+
+def _plot(results: dict, out: Path, traces: list[str]) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(len(traces), 1, figsize=(10, 2.6 * len(traces)), squeeze=False)
+    for ax, trace in zip(axes[:, 0], traces):
+        auto = results.get(f"{trace}/auto")
+        full = results.get(f"{trace}/fixed/0")
+        if auto:
+            ax.plot(auto["budget"], color="black", label="budget")
+            ax.plot(auto["measured"], ".", ms=3, color="tab:blue", label="dynamic: measured ms")
+        if full:
+            ax.plot(full["measured"], ".", ms=3, color="tab:red", label="static full: measured ms")
+        ax.set(title=f"{trace} trace", xlabel="processed frame", ylabel="ms")
+        ax.legend(loc="upper right", fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "budget_tracking.png", dpi=90)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

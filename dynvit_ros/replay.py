@@ -1,0 +1,190 @@
+"""Replay a rosbag2 (sqlite3 or MCAP) into live topics, optionally recording topics into a new bag.
+
+    replay BAG [--rate 1.0] [--loop] [--remap /a:=/b] [--qos sensor_data]
+               [--record OUT --record-topics /x /y]
+
+Messages are published as the CDR bytes stored in the bag, so any message
+type whose Python package is importable replays without conversion. ``rosbag2``
+(``ros2 bag play``) is not available from PyPI; this covers what the tests and
+the demo need from it.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import threading
+import time
+from pathlib import Path
+
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSPresetProfiles, QoSProfile
+
+from .bag_io import BagError, BagWriter, read_messages
+
+QOS_CHOICES = ("sensor_data", "reliable", "system_default")
+
+
+def qos_profile(name: str, depth: int = 10) -> QoSProfile:
+    if name == "sensor_data":
+        return QoSPresetProfiles.SENSOR_DATA.value
+    if name == "reliable":
+        return QoSProfile(depth=depth)
+    if name == "system_default":
+        return QoSPresetProfiles.SYSTEM_DEFAULT.value
+    raise ValueError(f"unknown QoS {name!r}; choose one of {QOS_CHOICES}")
+
+
+def message_class(msgtype: str):
+    """'sensor_msgs/msg/Image' -> sensor_msgs.msg.Image."""
+    package, kind, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{package}.{kind}"), name)
+
+
+def parse_remaps(remaps: list[str]) -> dict[str, str]:
+    out = {}
+    for item in remaps:
+        if ":=" not in item:
+            raise ValueError(f"a remap is FROM:=TO, got {item!r}")
+        src, dst = item.split(":=", 1)
+        out[src] = dst
+    return out
+
+
+class BagRecorder:
+    """Subscribes (raw) to topics once their type is known and writes what arrives."""
+
+    def __init__(self, node: Node, path: Path, topics: list[str], qos: QoSProfile, storage: str):
+        self.node, self.topics, self.qos = node, topics, qos
+        self.writer = BagWriter(path, storage=storage)
+        self.lock = threading.Lock()
+        self.counts = {t: 0 for t in topics}
+        self._subs = {}
+        self._timer = node.create_timer(0.2, self._discover)
+
+    def _discover(self) -> None:
+        known = dict(self.node.get_topic_names_and_types())
+        for topic in self.topics:
+            if topic in self._subs or topic not in known:
+                continue
+            msgtype = known[topic][0]
+            self._subs[topic] = self.node.create_subscription(
+                message_class(msgtype), topic, lambda data, t=topic, m=msgtype: self._on_message(t, m, data),
+                self.qos, raw=True)
+            self.node.get_logger().info(f"recording {topic} ({msgtype})")
+
+    def _on_message(self, topic: str, msgtype: str, data: bytes) -> None:
+        with self.lock:
+            self.writer.write(topic, msgtype, time.time_ns(), data)
+            self.counts[topic] += 1
+
+    def close(self) -> None:
+        with self.lock:
+            self.writer.close()
+
+
+class BagPlayer(Node):
+    def __init__(self, bag: Path, rate: float, loop: bool, remaps: dict[str, str], qos: str,
+                 topics: list[str] | None = None):
+        super().__init__("bag_player")
+        if rate < 0:
+            raise ValueError("rate must be >= 0 (0 = as fast as possible)")
+        self.bag, self.rate, self.loop, self.remaps = bag, rate, loop, remaps
+        self.topics = topics
+        self.qos = qos_profile(qos)
+        self.publishers_by_topic = {}
+        self.published = 0
+        # Read once up front: a corrupt bag fails before anything is published.
+        self.messages = list(read_messages(bag, topics))
+        if not self.messages:
+            raise BagError(f"{bag} holds no messages" + (f" on {topics}" if topics else ""))
+
+    def _publisher(self, topic: str, msgtype: str):
+        pub = self.publishers_by_topic.get(topic)
+        if pub is None:
+            pub = self.create_publisher(message_class(msgtype), self.remaps.get(topic, topic), self.qos)
+            self.publishers_by_topic[topic] = pub
+        return pub
+
+    def play(self, stop: threading.Event, duration: float = 0.0) -> int:
+        started = time.monotonic()
+        while not stop.is_set():
+            t0 = self.messages[0].timestamp_ns
+            wall0 = time.monotonic()
+            for msg in self.messages:
+                if stop.is_set() or (duration and time.monotonic() - started > duration):
+                    return self.published
+                if self.rate > 0:
+                    due = wall0 + (msg.timestamp_ns - t0) / 1e9 / self.rate
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        stop.wait(delay)
+                self._publisher(msg.topic, msg.msgtype).publish(msg.data)
+                self.published += 1
+            if not self.loop:
+                break
+        return self.published
+
+
+def main(args=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("bag", type=Path)
+    p.add_argument("--rate", type=float, default=1.0, help="time factor; 0 publishes as fast as possible")
+    p.add_argument("--loop", action="store_true")
+    p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = end of bag)")
+    p.add_argument("--topics", nargs="*", default=None, help="only these bag topics")
+    p.add_argument("--remap", action="append", default=[], metavar="FROM:=TO")
+    p.add_argument("--qos", default="sensor_data", choices=QOS_CHOICES)
+    p.add_argument("--record", type=Path, default=None, help="write these topics to a new bag")
+    p.add_argument("--record-topics", nargs="*", default=[])
+    p.add_argument("--record-qos", default="reliable", choices=QOS_CHOICES)
+    p.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
+    p.add_argument("--start-delay", type=float, default=1.0, help="seconds for subscribers to connect")
+    p.add_argument("--linger", type=float, default=2.0, help="seconds to keep recording after the last message")
+    argv = sys.argv[1:] if args is None else args
+    ros_args_at = argv.index("--ros-args") if "--ros-args" in argv else len(argv)
+    opts = p.parse_args(argv[:ros_args_at])
+
+    rclpy.init(args=["replay"] + argv[ros_args_at:])
+    try:
+        player = BagPlayer(opts.bag, opts.rate, opts.loop, parse_remaps(opts.remap), opts.qos, opts.topics)
+    except (BagError, ValueError) as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    recorder = None
+    if opts.record:
+        try:
+            recorder = BagRecorder(player, opts.record, opts.record_topics, qos_profile(opts.record_qos, 100),
+                                   opts.storage)
+        except BagError as exc:
+            print(f"replay: {exc}", file=sys.stderr)
+            rclpy.try_shutdown()
+            return 2
+    stop = threading.Event()
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(player)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        stop.wait(opts.start_delay)
+        count = player.play(stop, opts.duration)
+        player.get_logger().info(f"published {count} messages")
+        if recorder:
+            stop.wait(opts.linger)
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        if recorder:
+            recorder.close()
+            player.get_logger().info(f"recorded {recorder.counts} into {opts.record}")
+        executor.shutdown()
+        player.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
