@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .bag_io import read_messages
-from .node_process import NodeProcess
+from .node_process import NodeProcess, executable
 from .run_report import plot_timeline, read_masks, read_timeline, save_overlays
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
               flush=True)
         env = dict(os.environ, ROS_DOMAIN_ID=str(domain))
         replay = subprocess.Popen(
-            [sys.executable, "-m", "dynvit_ros.replay", str(bag), "--loop", "--rate", str(args.rate),
+            [str(executable("replay")), str(bag), "--loop", "--rate", str(args.rate),
              "--duration", str(args.duration), "--record", str(out / "output_bag"), "--record-topics",
              "/segmentation/stats", "/compute_budget", "/segmentation/mask", "/diagnostics", "--start-delay", "2"],
             env=env, stdout=open(out / "logs" / "replay.log", "wb"), stderr=subprocess.STDOUT)

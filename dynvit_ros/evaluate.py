@@ -3,19 +3,19 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .camvid import ConfusionMatrix, Split, to_tensor
 from .model import SegFormer
+from .runtime import logits_to_masks
 from .skip import FULL, SkipConfig
 
 
 @torch.inference_mode()
 def evaluate_miou(model: SegFormer, split: Split, input_hw: Sequence[int], mean, std,
-                  skip: SkipConfig = FULL, batch_size: int = 4) -> float:
-    """Frames are resized (bilinear, as the runtime does) to ``input_hw``; logits are upsampled to the label size, as the node does."""
+                  skip: SkipConfig = FULL, batch_size: int = 4, upsample: str = "logits") -> float:
+    """Frames are resized to ``input_hw`` and masks made at the label size, as the runtime does."""
     was_training = model.training
     model.eval()
     confusion = ConfusionMatrix()
@@ -24,9 +24,8 @@ def evaluate_miou(model: SegFormer, split: Split, input_hw: Sequence[int], mean,
         labels = split.labels[start:start + batch_size]
         images = F.interpolate(to_tensor(frames, mean, std), size=tuple(input_hw), mode="bilinear",
                                align_corners=False)
-        logits = model(images, skip)
-        logits = F.interpolate(logits, size=labels[0].shape, mode="bilinear", align_corners=False)
-        for prediction, label in zip(logits.argmax(1).numpy().astype(np.uint8), labels):
+        predictions = logits_to_masks(model(images, skip), labels[0].shape, upsample)
+        for prediction, label in zip(predictions, labels):
             confusion.update(prediction, label)
     model.train(was_training)
     return confusion.miou()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import queue
 import sys
 import threading
 import time
@@ -54,15 +55,36 @@ def parse_remaps(remaps: list[str]) -> dict[str, str]:
 
 
 class BagRecorder:
-    """Subscribes (raw) to topics once their type is known and writes what arrives."""
+    """Subscribes (raw) to topics once their type is known and writes what arrives.
+
+    One thread owns the bag writer (the sqlite3 storage refuses use from
+    other threads); subscription callbacks only enqueue.
+    """
 
     def __init__(self, node: Node, path: Path, topics: list[str], qos: QoSProfile, storage: str):
         self.node, self.topics, self.qos = node, topics, qos
-        self.writer = BagWriter(path, storage=storage)
-        self.lock = threading.Lock()
         self.counts = {t: 0 for t in topics}
+        self._queue: queue.Queue = queue.Queue()
         self._subs = {}
+        opened = queue.Queue()
+        self._thread = threading.Thread(target=self._write_loop, args=(path, storage, opened), daemon=True)
+        self._thread.start()
+        error = opened.get()
+        if error is not None:
+            raise error
         self._timer = node.create_timer(0.2, self._discover)
+
+    def _write_loop(self, path: Path, storage: str, opened: queue.Queue) -> None:
+        try:
+            writer = BagWriter(path, storage=storage)
+        except BagError as exc:
+            opened.put(exc)
+            return
+        opened.put(None)
+        while (item := self._queue.get()) is not None:
+            writer.write(*item)
+            self.counts[item[0]] += 1
+        writer.close()
 
     def _discover(self) -> None:
         known = dict(self.node.get_topic_names_and_types())
@@ -76,13 +98,12 @@ class BagRecorder:
             self.node.get_logger().info(f"recording {topic} ({msgtype})")
 
     def _on_message(self, topic: str, msgtype: str, data: bytes) -> None:
-        with self.lock:
-            self.writer.write(topic, msgtype, time.time_ns(), data)
-            self.counts[topic] += 1
+        self._queue.put((topic, msgtype, time.time_ns(), data))
 
     def close(self) -> None:
-        with self.lock:
-            self.writer.close()
+        self._timer.cancel()
+        self._queue.put(None)
+        self._thread.join()
 
 
 class BagPlayer(Node):

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -31,7 +32,11 @@ class InferenceResult:
 
 
 class SegmentationRuntime:
-    def __init__(self, model: SegFormer, metadata: ModelMetadata, levels: LevelTable | None = None):
+    def __init__(self, model: SegFormer, metadata: ModelMetadata, levels: LevelTable | None = None,
+                 upsample: str = "logits"):
+        if upsample not in UPSAMPLING:
+            raise ValueError(f"upsample must be one of {UPSAMPLING}, got {upsample!r}")
+        self.upsample = upsample
         self.model = model.eval()
         self.metadata = metadata
         self.levels = levels or LevelTable.from_configs([FULL])
@@ -45,12 +50,12 @@ class SegmentationRuntime:
 
     @classmethod
     def load(cls, checkpoint: str | Path, levels: str | Path | None = None,
-             num_threads: int | None = None) -> "SegmentationRuntime":
+             num_threads: int | None = None, upsample: str = "logits") -> "SegmentationRuntime":
         if num_threads:
             torch.set_num_threads(int(num_threads))
         model, metadata = load_model(checkpoint)
         table = LevelTable.load(levels) if levels else None
-        return cls(model, metadata, table)
+        return cls(model, metadata, table, upsample)
 
     @property
     def palette(self) -> np.ndarray:
@@ -75,10 +80,31 @@ class SegmentationRuntime:
         config = self.levels[level].config
         start = time.perf_counter()
         logits = self.model(self.preprocess(rgb), config)
-        logits = F.interpolate(logits, size=rgb.shape[:2], mode="bilinear", align_corners=False)
-        mask = logits.argmax(1)[0].to(torch.uint8).numpy()
+        mask = logits_to_masks(logits, rgb.shape[:2], self.upsample)[0]
         elapsed = (time.perf_counter() - start) * 1e3
         return InferenceResult(mask, level, config, elapsed, self._macs[level])
+
+
+UPSAMPLING = ("logits", "mask")
+
+
+def logits_to_masks(logits: torch.Tensor, size: tuple[int, int], upsample: str = "logits") -> np.ndarray:
+    """(B, K, h, w) logits -> (B, H, W) uint8 class ids.
+
+    ``logits``: bilinear upsampling of the logits, then argmax (the accuracy
+    reference). ``mask``: argmax at the logits' resolution, then nearest
+    upsampling of the ids: several times cheaper, blockier at boundaries.
+    The argmax runs over the last axis of a channels-last tensor, which is
+    far faster on CPU than over axis 1 of a contiguous one.
+    """
+    size = tuple(size)
+    if upsample == "logits" and tuple(logits.shape[-2:]) != size:
+        logits = F.interpolate(logits.contiguous(memory_format=torch.channels_last), size=size,
+                               mode="bilinear", align_corners=False)
+    masks = logits.permute(0, 2, 3, 1).argmax(-1).to(torch.uint8).numpy()
+    if masks.shape[1:] != size:
+        masks = np.stack([cv2.resize(m, (size[1], size[0]), interpolation=cv2.INTER_NEAREST) for m in masks])
+    return masks
 
 
 def palette_array(palette: list, num_classes: int) -> np.ndarray:
@@ -92,7 +118,7 @@ def palette_array(palette: list, num_classes: int) -> np.ndarray:
 
 def colorize(mask: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """(H, W) class ids -> (H, W, 3) uint8 colours."""
-    return palette[mask]
+    return np.take(palette, mask, axis=0)
 
 
 def overlay(rgb: np.ndarray, colour: np.ndarray, alpha: float = 0.5) -> np.ndarray:

@@ -91,16 +91,20 @@ class Measurement:
 
 
 def pareto_levels(measurements: Iterable[Measurement], info: dict | None = None) -> LevelTable:
-    """Levels on the accuracy/latency Pareto front, most accurate first.
+    """Level 0 is the full model; then the Pareto front of the faster configurations, most accurate first.
 
-    A configuration survives if no other one is both at least as fast and at
-    least as accurate (and strictly better in one). Level 0 is the most
-    accurate point, which should be the full model.
+    A configuration survives if it is faster than every more accurate one
+    kept before it. Configurations not faster than the full model are never
+    levels: a level exists to save time.
     """
-    points = sorted(measurements, key=lambda m: (-m.accuracy, m.latency_ms))
-    front: list[Measurement] = []
-    for point in points:
-        if not front or point.latency_ms < front[-1].latency_ms:
+    measurements = list(measurements)
+    full = next((m for m in measurements if m.config.is_full), None)
+    if full is None:
+        raise ValueError("the measurements must include the full model (SkipConfig())")
+    rest = sorted((m for m in measurements if not m.config.is_full), key=lambda m: (-m.accuracy, m.latency_ms))
+    front = [full]
+    for point in rest:
+        if point.latency_ms < front[-1].latency_ms:
             front.append(point)
     return LevelTable([SkipLevel(i, m.config, m.accuracy, m.latency_ms, m.gmacs)
                        for i, m in enumerate(front)], info or {})

@@ -49,8 +49,11 @@ def test_pareto_levels_order_and_yaml_round_trip(tmp_path):
     data = [Measurement(c[0], 60.0, 100.0), Measurement(c[1], 59.0, 80.0), Measurement(c[2], 61.0, 120.0),
             Measurement(c[3], 50.0, 90.0), Measurement(c[4], 40.0, 30.0), Measurement(c[5], 58.0, 80.0)]
     table = pareto_levels(data, info={"variant": "b0"})
-    assert [lv.latency_ms for lv in table] == [120.0, 100.0, 80.0, 30.0]
-    assert [lv.accuracy for lv in table] == [61.0, 60.0, 59.0, 40.0]
+    assert table[0].config == FULL
+    assert [lv.latency_ms for lv in table] == [100.0, 80.0, 30.0]
+    assert [lv.accuracy for lv in table] == [60.0, 59.0, 40.0]
+    with pytest.raises(ValueError, match="full model"):
+        pareto_levels(data[1:])
     loaded = LevelTable.load(table.save(tmp_path / "levels.yaml"))
     assert loaded.configs == table.configs and loaded.info == {"variant": "b0"}
     assert [lv.name for lv in loaded] == [lv.name for lv in table]

@@ -1,0 +1,70 @@
+"""load_monitor_node over real DDS, alone and driving segformer_node."""
+from __future__ import annotations
+
+import os
+
+from ros_harness import Rig, diagnostics_values, isclose
+
+MONITOR = "monitor"
+
+
+def _monitor(ros, **params):
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from dynvit_ros.msg import ComputeBudget
+
+    defaults = {"publish_rate_hz": 10.0, "target_rate_hz": 10.0, "min_budget_ms": 5.0}
+    defaults.update(params)
+    proc = ros.start("load_monitor_node", MONITOR, defaults)
+    # Volatile: test_monitor_drives_segformer_node also publishes (volatile) budgets here.
+    budgets = ros.client.collect(ComputeBudget, "/compute_budget",
+                                 QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    diags = ros.client.collect(DiagnosticArray, "/diagnostics", 10)
+    return proc, budgets, diags
+
+
+def test_load_monitor_publishes_budgets_and_obeys_overrides(ros):
+    proc, budgets, diags = _monitor(ros, perception_pid=os.getpid(), budget_validity_s=1.5)
+    client = ros.client
+    assert client.spin_until(lambda: len(budgets) >= 3, 60), proc.output()
+    for msg in budgets:
+        assert msg.valid and msg.source == "load_monitor" and msg.pinned_level == -1
+        assert 5.0 <= msg.budget_ms <= 100.0 + 1e-3
+        assert isclose(msg.frame_period_ms, 100.0)
+        assert 0.0 <= msg.other_cpu_fraction <= 1.0
+        assert (msg.expires_after.sec, msg.expires_after.nanosec) == (1, 500_000_000)
+        assert msg.header.stamp.sec > 0
+
+    def diag():
+        return diagnostics_values(diags, f"{MONITOR}: system load")
+    assert client.spin_until(lambda: diag() is not None, 10)
+    values = diag()
+    assert values["perception_pids"] == str(os.getpid())
+    assert len(values["cpu_per_core"].split(",")) == (os.cpu_count() or 1)
+    for key in ("cpu_total", "cpu_other", "cpu_perception", "mem_used_fraction", "max_temperature_c",
+                "gpu_utilization", "budget_ms"):
+        assert key in values
+
+    results = client.set_parameters(MONITOR, {"manual_budget_ms": 42.0, "pinned_level": 1})
+    assert all(r.successful for r in results), [r.reason for r in results]
+    assert client.spin_until(lambda: budgets[-1].source == "manual" and budgets[-1].pinned_level == 1, 10)
+    assert isclose(budgets[-1].budget_ms, 42.0)
+
+    (refused,) = client.set_parameters(MONITOR, {"min_budget_ms": 500.0})   # above the 100 ms period
+    assert not refused.successful and "min_budget_ms" in refused.reason, refused.reason
+    (refused,) = client.set_parameters(MONITOR, {"perception_process_pattern": "(unclosed"})
+    assert not refused.successful and "regular expression" in refused.reason, refused.reason
+    results = client.set_parameters(MONITOR, {"manual_budget_ms": 0.0, "target_rate_hz": 20.0})
+    assert all(r.successful for r in results), [r.reason for r in results]
+    assert client.spin_until(lambda: budgets[-1].source == "load_monitor"
+                             and isclose(budgets[-1].frame_period_ms, 50.0), 10)
+    assert budgets[-1].budget_ms <= 50.0 + 1e-3
+    assert proc.alive()
+
+
+def test_monitor_drives_segformer_node(ros, tiny_model):
+    _monitor(ros, manual_budget_ms=37.5)
+    rig = Rig(ros, tiny_model)
+    assert rig.frames_until(lambda: rig.stats and rig.stats[-1].budget_source == "topic"), rig.proc.output()
+    assert isclose(rig.stats[-1].budget_ms, 37.5)
