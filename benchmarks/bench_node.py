@@ -63,16 +63,16 @@ def _quantiles(values: list[float]) -> dict:
 def overhead_breakdown(num_classes: int = 11, repeats: int = 30) -> dict:
     """Per-frame costs of the node's own work at 480x360, measured in this process."""
     import torch
-    import torch.nn.functional as F
 
     from dynvit_ros.image_io import to_image_msg, to_rgb
-    from dynvit_ros.runtime import colorize, palette_array
+    from dynvit_ros.runtime import colorize, logits_to_masks, palette_array
     from sensor_msgs.msg import Image
 
     frame = ros_harness.make_frame(H, W)
     msg = Image(height=H, width=W, encoding="bgr8", step=W * 3)
     msg.data = array.array("B", frame[..., ::-1].tobytes())
-    logits = torch.randn(1, num_classes, H // 4, W // 4)
+    # The model's logits are a channels-last view, as here.
+    logits = torch.randn(1, H // 4, W // 4, num_classes).permute(0, 3, 1, 2)
     palette = palette_array([], num_classes)
 
     def timed(fn) -> float:
@@ -84,22 +84,21 @@ def overhead_breakdown(num_classes: int = 11, repeats: int = 30) -> dict:
             samples.append((time.perf_counter() - start) * 1e3)
         return statistics.median(samples)
 
-    def argmax():
-        up = F.interpolate(logits, size=(H, W), mode="bilinear", align_corners=False)
-        return up.argmax(1)[0].to(torch.uint8).numpy()
-
-    mask = argmax()
+    mask = logits_to_masks(logits, (H, W))[0]
     colour = colorize(mask, palette)
     with torch.inference_mode():
         parts = {
             "decode_bgr8_ms": timed(lambda: to_rgb(msg)),
-            "upsample_argmax_ms": timed(argmax),
             "colorize_ms": timed(lambda: colorize(mask, palette)),
             "mask_msg_ms": timed(lambda: to_image_msg(mask, "mono8")),
             "color_msg_ms": timed(lambda: to_image_msg(colour, "rgb8")),
         }
+        common = sum(parts.values())
+        for mode in ("logits", "mask"):  # the node's mask_upsampling parameter
+            parts[f"upsample_argmax_{mode}_ms"] = timed(lambda m=mode: logits_to_masks(logits, (H, W), m))
     parts = {k: round(v, 3) for k, v in parts.items()}
-    parts["total_ms"] = round(sum(parts.values()), 3)
+    for mode in ("logits", "mask"):
+        parts[f"total_{mode}_ms"] = round(common + parts[f"upsample_argmax_{mode}_ms"], 3)
     return parts
 
 
