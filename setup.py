@@ -32,10 +32,12 @@ setup(
         "numpy",
         "safetensors>=0.4",
         "PyYAML>=6",
+        "opencv-python-headless>=4.9",
+        "tqdm>=4.66",
     ],
     extras_require={
-        "image": ["opencv-python-headless>=4.9", "rosbags-image>=0.10"],
-        "data": ["rosbags>=0.10", "opencv-python-headless>=4.9", "tqdm>=4.66"],
+        "image": ["rosbags-image>=0.10"],
+        "data": ["rosbags>=0.10", "matplotlib>=3.8"],
         "monitor": ["psutil>=5.9"],
     },
     entry_points={

@@ -86,8 +86,9 @@ class Bench:
         self.stats.append(msg)
 
     def _on_mask(self, msg) -> None:
-        index = msg.header.stamp.nanosec // 1000  # the frame index travels in the stamp
-        self.masks[index] = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[:, : msg.width]
+        # stamp.sec is the send counter (unique per frame), nanosec / 1000 the CamVid index.
+        key = (msg.header.stamp.sec, msg.header.stamp.nanosec // 1000)
+        self.masks[key] = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[:, : msg.width]
 
     def spin(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -137,7 +138,7 @@ class Bench:
     def _summary(self, sent: int) -> dict:
         from dynvit_ros.camvid import ConfusionMatrix
         confusion = ConfusionMatrix()
-        for index, mask in self.masks.items():
+        for (_, index), mask in self.masks.items():
             confusion.update(mask, self.labels[index])
         met = [s.deadline_met for s in self.stats]
         return {"sent": sent, "processed": len(self.stats),

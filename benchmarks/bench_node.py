@@ -65,7 +65,8 @@ def overhead_breakdown(num_classes: int = 11, repeats: int = 30) -> dict:
     import torch
 
     from dynvit_ros.image_io import to_image_msg, to_rgb
-    from dynvit_ros.runtime import colorize, logits_to_masks, palette_array
+    from dynvit_ros.model import logits_to_masks
+    from dynvit_ros.runtime import colorize, palette_array
     from sensor_msgs.msg import Image
 
     frame = ros_harness.make_frame(H, W)

@@ -25,11 +25,12 @@ def validate_budget(value: float) -> float:
 class LevelSelector:
     """Pick the most accurate skip level whose predicted latency fits the budget.
 
-    Levels are ordered most accurate first. Going to a faster level happens at
-    once (a deadline is at stake); going back to a more accurate one needs the
-    candidate to fit with ``up_margin`` spare for ``hysteresis_frames``
-    consecutive frames, so the level does not flap when a prediction sits on
-    the budget. ``safety`` scales predictions (1.1 = assume 10% slower).
+    Levels are ordered most accurate first. The level moves to a faster one at
+    once when the current one no longer fits (a deadline is at stake). It
+    moves to a more accurate one only after that level has fit with
+    ``up_margin`` spare for ``hysteresis_frames`` consecutive frames, so the
+    level does not flap when a prediction sits on the budget. ``safety``
+    scales predictions (1.1 = assume 10% slower).
     """
 
     def __init__(self, num_levels: int, hysteresis_frames: int = 3, safety: float = 1.0,
@@ -43,26 +44,23 @@ class LevelSelector:
         self.level: int | None = None
         self._pending_up = 0
 
-    def _fitting(self, predicted_ms: Sequence[float], budget_ms: float) -> int:
-        for level, ms in enumerate(predicted_ms):
-            if ms * self.safety <= budget_ms:
-                return level
-        return min(range(len(predicted_ms)), key=lambda i: predicted_ms[i])
+    def _first_fitting(self, predicted_ms: Sequence[float], budget_ms: float) -> int | None:
+        return next((i for i, ms in enumerate(predicted_ms) if ms * self.safety <= budget_ms), None)
 
     def select(self, predicted_ms: Sequence[float], budget_ms: float) -> int:
         if len(predicted_ms) != self.num_levels:
             raise ValueError(f"expected {self.num_levels} predictions, got {len(predicted_ms)}")
-        target = self._fitting(predicted_ms, budget_ms)
-        if self.level is None or target >= self.level:
-            self.level, self._pending_up = target, 0
+        fitting = self._first_fitting(predicted_ms, budget_ms)
+        if fitting is None:  # nothing fits: the fastest level
+            fitting = min(range(self.num_levels), key=lambda i: predicted_ms[i])
+        current = self.level
+        if current is None or predicted_ms[current] * self.safety > budget_ms or fitting > current:
+            self.level, self._pending_up = fitting, 0
             return self.level
-        # A more accurate level fits: require margin and persistence before moving up.
-        if predicted_ms[target] * self.safety <= budget_ms * self.up_margin:
-            self._pending_up += 1
-        else:
-            self._pending_up = 0
-        if self._pending_up > self.hysteresis_frames:
-            self.level, self._pending_up = target, 0
+        up = self._first_fitting(predicted_ms[:current], budget_ms * self.up_margin)
+        self._pending_up = self._pending_up + 1 if up is not None else 0
+        if up is not None and self._pending_up >= self.hysteresis_frames:
+            self.level, self._pending_up = up, 0
         return self.level
 
     def reset(self) -> None:

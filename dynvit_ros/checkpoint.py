@@ -271,14 +271,15 @@ def _read_torch(path: Path) -> dict:
     return obj
 
 
-def _to_ours(state: Mapping[str, torch.Tensor], path: Path) -> StateDict:
+def _to_ours(state: Mapping[str, torch.Tensor], path: Path) -> tuple[StateDict, str]:
+    """Our-named tensors and the key scheme the file used."""
     keys = list(state)
     if any(k.startswith("encoder.stages.") for k in keys):
-        return dict(state)
+        return dict(state), "dynvit"
     if any(k.startswith("backbone.") for k in keys):
-        return mmseg_to_ours(state)
+        return mmseg_to_ours(state), "mmseg"
     if any(k.startswith("segformer.") for k in keys):
-        return hf_to_ours(state)
+        return hf_to_ours(state), "huggingface"
     raise CheckpointError(f"unknown checkpoint format in {path}: keys look like {_preview(keys, 3)}")
 
 
@@ -324,14 +325,16 @@ def read_checkpoint(path: str | Path) -> tuple[StateDict, ModelMetadata]:
     if path.suffix == ".safetensors":
         raw, header = _read_safetensors(path)
         if header.get("format_tag") == FORMAT_TAG:
-            meta = ModelMetadata.from_dict(json.loads(header["dynvit"]))
-            return _to_ours(raw, path), meta
-        state = _to_ours(raw, path)
-        return state, _metadata_from_state(state, path, provenance={"source": str(path)})
+            try:
+                meta = ModelMetadata.from_dict(json.loads(header["dynvit"]))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CheckpointError(f"{path}: bad dynvit metadata in the safetensors header: {exc!r}") from exc
+            return _to_ours(raw, path)[0], meta
+        state, scheme = _to_ours(raw, path)
+        return state, _metadata_from_state(state, path, provenance={"source": str(path), "format": scheme})
     if head[:2] == b"PK" or path.suffix in (".pth", ".pt", ".bin", ".ckpt"):
-        state = _to_ours(_read_torch(path), path)
-        meta = _metadata_from_state(state, path, provenance={"source": str(path), "format": "mmseg"})
-        return state, meta
+        state, scheme = _to_ours(_read_torch(path), path)
+        return state, _metadata_from_state(state, path, provenance={"source": str(path), "format": scheme})
     raise CheckpointError(f"unknown checkpoint format: {path} (expected a Hugging Face folder, "
                           ".safetensors, or a torch .pth/.pt/.bin file)")
 

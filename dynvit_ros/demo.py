@@ -39,9 +39,14 @@ def _spin(until: float) -> None:
 
 
 def cpu_burst(seconds: float, workers: int | None = None) -> list[mp.Process]:
-    """Busy processes on every core for ``seconds``; they end by themselves."""
+    """Busy processes on every core for ``seconds``; they end by themselves.
+
+    Spawned, not forked: forking a process whose DDS threads are running can
+    deadlock the child.
+    """
     until = time.time() + seconds
-    procs = [mp.Process(target=_spin, args=(until,), daemon=True) for _ in range(workers or os.cpu_count() or 2)]
+    spawn = mp.get_context("spawn")
+    procs = [spawn.Process(target=_spin, args=(until,), daemon=True) for _ in range(workers or os.cpu_count() or 2)]
     for p in procs:
         p.start()
     return procs
@@ -159,6 +164,7 @@ def main(argv=None) -> int:
         "target_rate_hz": args.camera_hz, "publish_rate_hz": 5.0, "perception_pid": seg.pid},
         domain, out / "logs")
     procs = [seg, monitor]
+    replay = None
     try:
         print("starting nodes (model load and latency calibration)...", flush=True)
         if not wait_ready(domain, 180):
@@ -167,11 +173,12 @@ def main(argv=None) -> int:
         print(f"ready after {time.monotonic() - started:.0f} s; replaying {args.source} for {args.duration:g} s",
               flush=True)
         env = dict(os.environ, ROS_DOMAIN_ID=str(domain))
+        replay_log = open(out / "logs" / "replay.log", "wb")
         replay = subprocess.Popen(
             [str(executable("replay")), str(bag), "--loop", "--rate", str(args.rate),
              "--duration", str(args.duration), "--record", str(out / "output_bag"), "--record-topics",
              "/segmentation/stats", "/compute_budget", "/segmentation/mask", "/diagnostics", "--start-delay", "2"],
-            env=env, stdout=open(out / "logs" / "replay.log", "wb"), stderr=subprocess.STDOUT)
+            env=env, stdout=replay_log, stderr=subprocess.STDOUT)
         time.sleep(2.0 + args.burst[0])
         print(f"CPU burst on every core for {args.burst[1] - args.burst[0]:g} s", flush=True)
         burst_ns = (time.time_ns(), time.time_ns() + int((args.burst[1] - args.burst[0]) * 1e9))
@@ -181,6 +188,11 @@ def main(argv=None) -> int:
         for b in burst:
             b.join(timeout=1)
     finally:
+        if replay is not None:
+            if replay.poll() is None:
+                replay.kill()
+                replay.wait()
+            replay_log.close()
         for proc in procs:
             proc.stop()
 

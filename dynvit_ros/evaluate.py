@@ -7,8 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from .camvid import ConfusionMatrix, Split, to_tensor
-from .model import SegFormer
-from .runtime import logits_to_masks
+from .model import SegFormer, logits_to_masks
 from .skip import FULL, SkipConfig
 
 

@@ -74,6 +74,7 @@ class SystemSampler:
     def __init__(self):
         self.cores = psutil.cpu_count() or 1
         self._procs: dict[int, psutil.Process] = {}
+        self._primed: set[int] = set()
         self._pattern = None
         self._looked_up = -math.inf
         self._me = os.getpid()
@@ -99,6 +100,7 @@ class SystemSampler:
                     continue
                 if rx.search(" ".join(proc.info.get("cmdline") or [])):
                     alive.update(self._start(proc.pid))
+        self._primed = set(alive) - set(self._procs)
         self._procs = alive
 
     @staticmethod
@@ -122,6 +124,8 @@ class SystemSampler:
         perception = min(perception, total)
         mem = psutil.virtual_memory()
         out = {
+            # A process primed this tick reads ~0 CPU: the split is not known yet.
+            "split_known": not self._primed,
             "cpu_total": total, "cpu_per_core": [c / 100.0 for c in per_core],
             "cpu_perception": perception, "cpu_other": max(0.0, total - perception),
             "perception_pids": sorted(self._procs), "mem_used_fraction": mem.percent / 100.0,
@@ -215,7 +219,10 @@ class LoadMonitorNode(Node):
         p = self._p
         self.sampler.find(p["perception_pid"], p["perception_process_pattern"], time.monotonic())
         s = self._last = self.sampler.sample()
-        policy_budget = self._policy.update(s["cpu_other"])
+        if s["split_known"]:
+            policy_budget = self._policy.update(s["cpu_other"])
+        else:  # keep the last budget (at start: the largest) until the split is measured
+            policy_budget = self._policy.budget_ms or self._policy.max_budget_ms
         manual = p["manual_budget_ms"] > 0
         budget = p["manual_budget_ms"] if manual else policy_budget
         self._budget = budget

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from .model import VariantSpec, scaled_size, stage_sizes
+from .model import VariantSpec, padded_size, scaled_size, stage_sizes
 from .skip import FULL, SkipConfig
 
 
@@ -121,6 +121,7 @@ def count_layers(spec: VariantSpec, num_classes: int, input_hw: tuple[int, int],
     height, width = scaled_size(*input_hw, skip.input_scale)
     if (height, width) != tuple(input_hw):
         b.elementwise("input.resize", OpKind.RESIZE, 3 * height * width, shape=(3, height, width))
+    height, width = padded_size(height, width)
     sizes = stage_sizes(height, width, spec)
     in_ch, in_hw = 3, (height, width)
     for s in range(skip.encoder_stages):
@@ -176,7 +177,7 @@ def _encoder_stage(b: _Builder, spec, s, in_ch, in_hw, hw, skip, executed):
 
 def _decoder(b: _Builder, spec, num_classes, sizes, skip: SkipConfig, executed: bool):
     dim = spec.decoder_dim
-    target = sizes[{4: 0, 8: 1, 16: 2, 32: 3}[skip.fuse_stride]]
+    target = sizes[skip.fuse_level]
     t = target[0] * target[1]
     kept = skip.decoder_stages
     for s in kept:

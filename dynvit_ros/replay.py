@@ -64,6 +64,7 @@ class BagRecorder:
     def __init__(self, node: Node, path: Path, topics: list[str], qos: QoSProfile, storage: str):
         self.node, self.topics, self.qos = node, topics, qos
         self.counts = {t: 0 for t in topics}
+        self.error: Exception | None = None
         self._queue: queue.Queue = queue.Queue()
         self._subs = {}
         opened = queue.Queue()
@@ -81,10 +82,14 @@ class BagRecorder:
             opened.put(exc)
             return
         opened.put(None)
-        while (item := self._queue.get()) is not None:
-            writer.write(*item)
-            self.counts[item[0]] += 1
-        writer.close()
+        try:
+            while (item := self._queue.get()) is not None:
+                writer.write(*item)
+                self.counts[item[0]] += 1
+        except Exception as exc:  # reported by close(); the bag is still closed properly
+            self.error = exc
+        finally:
+            writer.close()
 
     def _discover(self) -> None:
         known = dict(self.node.get_topic_names_and_types())
@@ -104,6 +109,8 @@ class BagRecorder:
         self._timer.cancel()
         self._queue.put(None)
         self._thread.join()
+        if self.error is not None:
+            raise BagError(f"recording stopped early: {self.error}") from self.error
 
 
 class BagPlayer(Node):
@@ -198,13 +205,18 @@ def main(args=None) -> int:
     except KeyboardInterrupt:
         stop.set()
     finally:
+        status = 0
         if recorder:
-            recorder.close()
-            player.get_logger().info(f"recorded {recorder.counts} into {opts.record}")
+            try:
+                recorder.close()
+                player.get_logger().info(f"recorded {recorder.counts} into {opts.record}")
+            except BagError as exc:
+                print(f"replay: {exc}", file=sys.stderr)
+                status = 1
         executor.shutdown()
         player.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -10,14 +10,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .checkpoint import ModelMetadata, load_model
 from .macs import count_layers, total_macs
-from .model import SegFormer
+from .model import UPSAMPLING, SegFormer, logits_to_masks
 from .skip import FULL, SkipConfig
 from .skip_levels import LevelTable
 
@@ -83,28 +82,6 @@ class SegmentationRuntime:
         mask = logits_to_masks(logits, rgb.shape[:2], self.upsample)[0]
         elapsed = (time.perf_counter() - start) * 1e3
         return InferenceResult(mask, level, config, elapsed, self._macs[level])
-
-
-UPSAMPLING = ("logits", "mask")
-
-
-def logits_to_masks(logits: torch.Tensor, size: tuple[int, int], upsample: str = "logits") -> np.ndarray:
-    """(B, K, h, w) logits -> (B, H, W) uint8 class ids.
-
-    ``logits``: bilinear upsampling of the logits, then argmax (the accuracy
-    reference). ``mask``: argmax at the logits' resolution, then nearest
-    upsampling of the ids: several times cheaper, blockier at boundaries.
-    The argmax runs over the last axis of a channels-last tensor, which is
-    far faster on CPU than over axis 1 of a contiguous one.
-    """
-    size = tuple(size)
-    if upsample == "logits" and tuple(logits.shape[-2:]) != size:
-        logits = F.interpolate(logits.contiguous(memory_format=torch.channels_last), size=size,
-                               mode="bilinear", align_corners=False)
-    masks = logits.permute(0, 2, 3, 1).argmax(-1).to(torch.uint8).numpy()
-    if masks.shape[1:] != size:
-        masks = np.stack([cv2.resize(m, (size[1], size[0]), interpolation=cv2.INTER_NEAREST) for m in masks])
-    return masks
 
 
 def palette_array(palette: list, num_classes: int) -> np.ndarray:

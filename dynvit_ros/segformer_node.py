@@ -33,7 +33,8 @@ from dynvit_ros.image_io import ImageFormatError, to_image_msg, to_rgb
 from dynvit_ros.latency.base import LatencyContext, load_latency_model
 from dynvit_ros.msg import ComputeBudget, InferenceStats
 from dynvit_ros.ros_params import QOS_CHOICES, Spec, check_changes, declare_all, input_qos, spin_node, status
-from dynvit_ros.runtime import UPSAMPLING, SegmentationRuntime, colorize, overlay
+from dynvit_ros.model import UPSAMPLING
+from dynvit_ros.runtime import SegmentationRuntime, colorize, overlay
 
 
 def _yaml_mapping(text: str) -> str | None:
@@ -127,6 +128,7 @@ class SegformerNode(Node):
                                                 p["mask_upsampling"])
         self.configs = self.runtime.levels.configs
         options = yaml.safe_load(p["latency_options"]) or {}
+        options.setdefault("upsample", p["mask_upsampling"])  # time what the runtime runs
         context = LatencyContext(self.runtime.model, self.configs, self.runtime.input_hw, options,
                                  model_id=f"{model_path.resolve()}:{_mtime(model_path)}")
         self.latency = load_latency_model(p["latency_model"], context)

@@ -98,6 +98,11 @@ class SkipConfig:
         return tuple(s for s in range(NUM_STAGES) if s not in self.decoder_drop)
 
     @property
+    def fuse_level(self) -> int:
+        """Index of the stage whose resolution the decoder fuses at (stride 4 -> 0 ... 32 -> 3)."""
+        return FUSE_STRIDES.index(self.fuse_stride)
+
+    @property
     def encoder_stages(self) -> int:
         """How many encoder stages must run: up to the deepest one decoded."""
         return max(self.decoder_stages) + 1

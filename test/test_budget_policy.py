@@ -25,9 +25,24 @@ def test_selector_goes_down_at_once_and_up_only_after_hysteresis():
     sel = LevelSelector(4, hysteresis_frames=2, up_margin=0.9)
     assert sel.select(predicted, 200.0) == 0
     assert sel.select(predicted, 55.0) == 2
-    # A budget on the edge of level 1 never moves up (margin); a generous one does after 3 frames.
+    # A budget on the edge of level 1 never moves up (margin); a generous one does on the 2nd frame.
     assert [sel.select(predicted, 72.0) for _ in range(5)] == [2] * 5
-    assert [sel.select(predicted, 150.0) for _ in range(3)] == [2, 2, 0]
+    assert [sel.select(predicted, 150.0) for _ in range(3)] == [2, 0, 0]
+
+
+def test_selector_climbs_to_a_level_that_fits_with_margin_even_if_a_better_one_barely_fits():
+    predicted = [100.0, 70.0, 50.0, 20.0]
+    sel = LevelSelector(4, hysteresis_frames=2, up_margin=0.9)
+    assert sel.select(predicted, 30.0) == 3
+    # Level 0 fits 105 ms without margin; level 1 fits with margin: climb to 1, not stay at 3.
+    assert [sel.select(predicted, 105.0) for _ in range(3)] == [3, 1, 1]
+
+
+def test_selector_leaves_a_level_that_no_longer_fits_even_when_predictions_are_not_monotone():
+    sel = LevelSelector(3, hysteresis_frames=5)
+    assert sel.select([100.0, 60.0, 40.0], 70.0) == 1
+    # Online correction made level 1 slower than level 0 for a moment.
+    assert sel.select([65.0, 90.0, 40.0], 70.0) == 0
 
 
 def test_load_policy_follows_headroom_and_clamps():

@@ -90,8 +90,29 @@ def test_unknown_formats_are_rejected(tmp_path):
         load_model(tmp_path / "hf")
 
 
-def test_pickles_with_code_are_refused(tmp_path):
-    import collections
-    torch.save(collections.Counter(a=1), tmp_path / "evil.pth")  # not a plain tensor container
-    with pytest.raises(CheckpointError):
+class _Payload:
+    """Unpickling this would create a file: what an unsafe loader runs."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import pathlib
+        return pathlib.Path.touch, (pathlib.Path(self.marker),)
+
+
+def test_pickles_with_code_are_refused_without_running_it(tmp_path):
+    marker = tmp_path / "payload_ran"
+    torch.save({"state_dict": {"backbone.norm1.weight": torch.zeros(2)}, "hook": _Payload(marker)},
+               tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError, match="not a weights-only checkpoint"):
         read_checkpoint(tmp_path / "evil.pth")
+    assert not marker.exists()
+
+
+def test_a_broken_metadata_header_is_a_clear_error(b0, tmp_path):
+    state = {k: v.contiguous() for k, v in b0.state_dict().items()}
+    save_file(state, str(tmp_path / "bad.safetensors"), metadata={"format_tag": "dynvit_ros/segformer/v1",
+                                                                  "dynvit": "{not json"})
+    with pytest.raises(CheckpointError, match="bad dynvit metadata"):
+        load_model(tmp_path / "bad.safetensors")

@@ -61,12 +61,22 @@ def test_logits_match_hf_after_loading_mmseg_keys(hf_folder, tmp_path):
     assert diff < 1e-4
 
 
-def test_every_candidate_runs_on_odd_sizes_and_returns_input_sized_masks():
+@pytest.mark.parametrize("size", [(97, 131), (24, 24), (33, 1), (48, 40)])
+def test_every_candidate_runs_on_odd_and_tiny_sizes_and_returns_input_sized_masks(size):
     model = build_segformer("b0", 5).eval()
-    image = torch.randn(1, 3, 97, 131)
+    image = torch.randn(1, 3, *size)
     for config in candidate_configs(model.variant):
         mask = model.predict(image, config)
-        assert mask.shape == (1, 97, 131), config.name
+        assert mask.shape == (1, *size), config.name
+        assert total_macs(count_layers(model.variant, 5, size, config)) > 0
+
+
+def test_padding_small_inputs_does_not_change_the_logits_of_large_ones():
+    model = build_segformer("b0", 5).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        assert model(x).shape == (1, 5, 16, 16)
+        assert model(x[..., :20, :20]).shape == (1, 5, 5, 5)
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

@@ -274,7 +274,7 @@ def estimate(model_spec, num_classes: int, input_hw: tuple[int, int], config: Sk
                           executed=hw.computation == "executed", bytes_per_element=hw.bytes_per_element)
     if hw.include_output:
         scaled = scaled_size(*input_hw, config.input_scale)
-        logits_hw = stage_sizes(*scaled, model_spec)[{4: 0, 8: 1, 16: 2, 32: 3}[config.fuse_stride]]
+        logits_hw = stage_sizes(*scaled, model_spec)[config.fuse_level]
         layers = layers + output_layers(num_classes, logits_hw, input_hw, hw.bytes_per_element)
     times = tuple(layer_time(layer, hw) for layer in layers)
     total_us = hw.frame_overhead_us + sum(t.total_us for t in times)

@@ -73,6 +73,7 @@ def _config_key(config: SkipConfig) -> dict:
 
 class ProfiledLatencyModel(LatencyModel):
     """Options: ``threads``, ``warmup`` (3), ``repeats`` (10), ``call`` ("predict" or "forward"),
+    ``upsample`` ("logits" or "mask", as the node's mask_upsampling),
     ``cache_dir`` / ``cache_file``, ``recalibrate``, ``progress`` (True), ``load_alpha`` (0.5),
     ``load_clip`` (0.5), ``level_alpha`` (0.1), ``level_step`` (0.02), ``unknown`` ("scale" or "error")."""
 
@@ -90,6 +91,7 @@ class ProfiledLatencyModel(LatencyModel):
         self.warmup = int(opts.get("warmup", 3))
         self.repeats = max(1, int(opts.get("repeats", 10)))
         self.call = str(opts.get("call", "predict"))
+        self.upsample = str(opts.get("upsample", "logits"))  # as the runtime turns logits into masks
         if self.call not in ("predict", "forward"):
             raise LatencyModelError(f"profiled: call must be 'predict' or 'forward', got {self.call!r}")
         self.progress = bool(opts.get("progress", True))
@@ -123,6 +125,7 @@ class ProfiledLatencyModel(LatencyModel):
         return {"format": CACHE_FORMAT, "model_id": model_id, "variant": self.model.variant.name,
                 "num_classes": self.model.config.num_classes, "input_hw": list(self.input_hw),
                 "threads": self.threads, "torch": torch.__version__, "cpu": cpu_model(), "call": self.call,
+                "upsample": self.upsample,
                 "configs": [_config_key(c) for c in self.configs]}
 
     def _read_cache(self) -> list[float] | None:
@@ -153,10 +156,12 @@ class ProfiledLatencyModel(LatencyModel):
     def measure(self, config: SkipConfig, input_hw: tuple[int, int]) -> float:
         """One timed run of ``config`` in ms (tests replace this)."""
         images = self._images(input_hw)
-        run = self.model.predict if self.call == "predict" else self.model
         with torch.inference_mode():
             start = time.perf_counter()
-            run(images, config)
+            if self.call == "predict":
+                self.model.predict(images, config, self.upsample)
+            else:
+                self.model(images, config)
             return (time.perf_counter() - start) * 1e3
 
     def _images(self, input_hw: tuple[int, int]) -> torch.Tensor:
