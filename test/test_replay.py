@@ -56,6 +56,11 @@ def test_corrupt_and_missing_bags_are_clear_errors(ros, tmp_path):
         list(read_messages(broken))
     with pytest.raises(BagError, match="not found"):
         list(read_messages(tmp_path / "absent"))
+    _write_bag(tmp_path / "cut", "mcap", frames=3)
+    data = (tmp_path / "cut" / "cut.mcap").read_bytes()
+    (tmp_path / "cut" / "cut.mcap").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BagError, match="corrupt"):
+        list(read_messages(tmp_path / "cut"))
     result = _replay(ros.domain_id, tmp_path / "absent", timeout=60)
     assert result.returncode == 2 and "bag not found" in result.stderr
 
