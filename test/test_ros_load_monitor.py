@@ -68,3 +68,27 @@ def test_monitor_drives_segformer_node(ros, tiny_model):
     rig = Rig(ros, tiny_model)
     assert rig.frames_until(lambda: rig.stats and rig.stats[-1].budget_source == "topic"), rig.proc.output()
     assert isclose(rig.stats[-1].budget_ms, 37.5)
+
+
+def _busy(seconds: float):
+    import subprocess
+    import sys
+    return subprocess.Popen([sys.executable, "-c",
+                             f"import time\nt = time.time() + {seconds}\nwhile time.time() < t: pass"])
+
+
+def test_perception_load_is_not_counted_as_other_load(ros):
+    """A busy 'perception' process shows as cpu_perception, not as other load eating the budget."""
+    perception = _busy(30)
+    try:
+        _, _, diags = _monitor(ros, perception_pid=perception.pid)
+
+        def values():
+            return diagnostics_values(diags, f"{MONITOR}: system load")
+        # One busy core is 1/cores of the machine; allow for a loaded test host.
+        share = 1.0 / (os.cpu_count() or 1)
+        assert ros.client.spin_until(lambda: values() and float(values()["cpu_perception"]) > 0.5 * share, 20), \
+            values()
+    finally:
+        perception.kill()
+        perception.wait()
