@@ -51,29 +51,6 @@ def sample_skip(spec: VariantSpec, rng: random.Random, p_full: float = 0.4) -> S
         input_scale=rng.choice([1.0, 1.0, 0.75, 0.5]))
 
 
-@torch.no_grad()
-def recalibrate_bn(model: SegFormer, split, augment, skip: SkipConfig = FULL, batches: int = 40,
-                   batch_size: int = 8) -> None:
-    """Re-estimate the decoder's batch-norm statistics under one configuration.
-
-    Skip-aware training averages them over every sampled configuration;
-    re-estimating them for the full model recovers its accuracy (the
-    "switchable batch norm" problem of slimmable networks).
-    """
-    norm = model.decoder.fuse_norm
-    norm.reset_running_stats()
-    momentum, norm.momentum = norm.momentum, None  # cumulative average
-    was_training = model.training
-    model.train()
-    order = np.random.default_rng(0).permutation(len(split.images))
-    for b in range(batches):
-        idx = [order[(b * batch_size + i) % len(order)] for i in range(batch_size)]
-        batch = [augment(split.images[i], split.labels[i]) for i in idx]
-        model(camvid.to_tensor([x[0] for x in batch], MEAN, STD), skip)
-    norm.momentum = momentum
-    model.train(was_training)
-
-
 def lr_factor(progress: float, warmup: float, power: float = 1.0) -> float:
     if progress < warmup:
         return max(progress / warmup, 1e-3)
@@ -100,9 +77,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     p.add_argument("--init", default=None, help="start from this checkpoint's weights")
-    p.add_argument("--recalibrate-bn", action="store_true",
-                   help="only re-estimate the decoder batch norm of --init for the full model, "
-                        "write <out>/final.safetensors and exit")
     return p.parse_args(argv)
 
 
@@ -125,16 +99,8 @@ def main(argv=None) -> int:
     augment = camvid.Augment(tuple(args.input_size), tuple(args.crop), seed=args.seed)
     model: SegFormer = build_segformer(args.variant, camvid.NUM_CLASSES).to(device)
     if args.init:
-        from .checkpoint import load_model, read_checkpoint
+        from .checkpoint import load_model
         model.load_state_dict(load_model(args.init)[0].state_dict())
-        if args.recalibrate_bn:
-            recalibrate_bn(model, train, augment)
-            metadata = read_checkpoint(args.init)[1]
-            metadata.provenance["bn_recalibrated"] = "decoder batch norm re-estimated for the full model"
-            metadata.provenance["training_command"] += " && python -m dynvit_ros.train " + " ".join(argv or sys.argv[1:])
-            save_checkpoint(out / "final.safetensors", model.eval(), metadata)
-            print(json.dumps({"val_miou": round(evaluate_miou(model, val, args.input_size, MEAN, STD), 2)}))
-            return 0
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
