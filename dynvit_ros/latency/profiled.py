@@ -43,8 +43,10 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from ..macs import count_layers, total_macs
+from ..model import logits_to_masks
 from ..skip import SkipConfig
 from .base import LatencyContext, LatencyModel, LatencyModelError
 
@@ -73,7 +75,8 @@ def _config_key(config: SkipConfig) -> dict:
 
 class ProfiledLatencyModel(LatencyModel):
     """Options: ``threads``, ``warmup`` (3), ``repeats`` (10), ``call`` ("predict" or "forward"),
-    ``upsample`` ("logits" or "mask", as the node's mask_upsampling),
+    ``upsample`` ("logits" or "mask", as the node's mask_upsampling), ``frame_hw`` ([h, w] of the
+    camera frames when they differ from the model's input size),
     ``cache_dir`` / ``cache_file``, ``recalibrate``, ``progress`` (True), ``load_alpha`` (0.5),
     ``load_clip`` (0.5), ``level_alpha`` (0.1), ``level_step`` (0.02), ``unknown`` ("scale" or "error")."""
 
@@ -92,6 +95,9 @@ class ProfiledLatencyModel(LatencyModel):
         self.repeats = max(1, int(opts.get("repeats", 10)))
         self.call = str(opts.get("call", "predict"))
         self.upsample = str(opts.get("upsample", "logits"))  # as the runtime turns logits into masks
+        # Camera frame size, when it differs from the model's: then the resize in and the mask out
+        # at that size are timed too, as SegmentationRuntime.infer runs them.
+        self.frame_hw = tuple(int(v) for v in opts["frame_hw"]) if opts.get("frame_hw") else None
         if self.call not in ("predict", "forward"):
             raise LatencyModelError(f"profiled: call must be 'predict' or 'forward', got {self.call!r}")
         self.progress = bool(opts.get("progress", True))
@@ -125,7 +131,7 @@ class ProfiledLatencyModel(LatencyModel):
         return {"format": CACHE_FORMAT, "model_id": model_id, "variant": self.model.variant.name,
                 "num_classes": self.model.config.num_classes, "input_hw": list(self.input_hw),
                 "threads": self.threads, "torch": torch.__version__, "cpu": cpu_model(), "call": self.call,
-                "upsample": self.upsample,
+                "upsample": self.upsample, "frame_hw": list(self.frame_hw or ()),
                 "configs": [_config_key(c) for c in self.configs]}
 
     def _read_cache(self) -> list[float] | None:
@@ -156,9 +162,13 @@ class ProfiledLatencyModel(LatencyModel):
     def measure(self, config: SkipConfig, input_hw: tuple[int, int]) -> float:
         """One timed run of ``config`` in ms (tests replace this)."""
         images = self._images(input_hw)
+        frame = self._images(self.frame_hw) if self.frame_hw and self.call == "predict" else None
         with torch.inference_mode():
             start = time.perf_counter()
-            if self.call == "predict":
+            if frame is not None:
+                resized = F.interpolate(frame, size=input_hw, mode="bilinear", align_corners=False)
+                logits_to_masks(self.model(resized, config), self.frame_hw, self.upsample)
+            elif self.call == "predict":
                 self.model.predict(images, config, self.upsample)
             else:
                 self.model(images, config)
