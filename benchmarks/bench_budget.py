@@ -5,8 +5,9 @@
 One real segformer_node (installed executable, own process) receives CamVid
 val frames at camera rate over DDS while this script publishes a budget
 trace on /compute_budget. Traces: a step, a ramp and a sine between 40% and
-100% of the full level's latency, and a real CPU burst with the load monitor
-setting the budget. The node's mode and skip level are switched live through
+100% of the full level's latency on these frames, and a real CPU burst (busy
+processes on half the cores for half the run) with the load monitor setting
+the budget. Node parameters not set here keep their shipped defaults. The node's mode and skip level are switched live through
 its parameter service between runs. For each run: deadline-miss rate, mean
 mIoU over the processed frames (masks matched to labels by header stamp),
 frames dropped. Selection overhead is the per-frame cost of the latency
@@ -217,7 +218,7 @@ def main(argv=None) -> int:
                         "target_rate_hz": args.camera_hz, "publish_rate_hz": 5.0, "perception_pid": seg.pid,
                         "max_budget_ms": round(full_ms, 1)}, domain, args.out / "logs")
                     bench.spin(3.0)
-                procs = cpu_burst(args.seconds / 2)
+                procs = cpu_burst(args.seconds / 2, max(1, (os.cpu_count() or 2) // 2))
                 row = bench.run(args.seconds, lambda t: None)
                 for proc in procs:
                     proc.join(timeout=1)

@@ -128,6 +128,19 @@ class BagPlayer(Node):
         self.messages = list(read_messages(bag, topics))
         if not self.messages:
             raise BagError(f"{bag} holds no messages" + (f" on {topics}" if topics else ""))
+        for msg in self.messages:
+            self._publisher(msg.topic, msg.msgtype)
+
+    def wait_for_subscribers(self, stop: threading.Event, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until every replayed topic has a subscriber (messages sent
+        before discovery completes are lost, as with ``ros2 bag play``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not stop.is_set():
+            if all(pub.get_subscription_count() > 0 for pub in self.publishers_by_topic.values()):
+                stop.wait(0.3)  # let reliable readers finish their handshake
+                return True
+            stop.wait(0.05)
+        return False
 
     def _publisher(self, topic: str, msgtype: str):
         pub = self.publishers_by_topic.get(topic)
@@ -169,7 +182,8 @@ def main(args=None) -> int:
     p.add_argument("--record-topics", nargs="*", default=[])
     p.add_argument("--record-qos", default="reliable", choices=QOS_CHOICES)
     p.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
-    p.add_argument("--start-delay", type=float, default=1.0, help="seconds for subscribers to connect")
+    p.add_argument("--start-delay", type=float, default=5.0,
+                   help="wait up to this many seconds for a subscriber on every replayed topic")
     p.add_argument("--linger", type=float, default=2.0, help="seconds to keep recording after the last message")
     argv = sys.argv[1:] if args is None else args
     ros_args_at = argv.index("--ros-args") if "--ros-args" in argv else len(argv)
@@ -197,7 +211,8 @@ def main(args=None) -> int:
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
     try:
-        stop.wait(opts.start_delay)
+        if not player.wait_for_subscribers(stop, opts.start_delay):
+            player.get_logger().warning("not every topic has a subscriber yet: playing anyway")
         count = player.play(stop, opts.duration)
         player.get_logger().info(f"published {count} messages")
         if recorder:

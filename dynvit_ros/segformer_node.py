@@ -75,7 +75,7 @@ STATIC = {
     "budget_timeout_s": Spec(2.0, "A topic budget older than this is stale.", low=0.01, high=3600.0),
     "hysteresis_frames": Spec(3, "Frames a more accurate level must keep fitting (with margin) before "
                                  "the node moves up to it.", low=0, high=1000),
-    "latency_safety": Spec(1.0, "Predictions are multiplied by this before comparing with the budget.",
+    "latency_safety": Spec(1.1, "Predictions are multiplied by this before comparing with the budget.",
                            low=0.1, high=10.0),
     "publish_color": Spec(True, "Publish segmentation/color."),
     "publish_overlay": Spec(False, "Publish segmentation/overlay (colour mask blended on the input)."),

@@ -152,7 +152,7 @@ NODE = "seg"
 
 def segformer_params(model: dict, **extra) -> dict:
     params = {"model_path": model["model_path"], "levels_path": model["levels_path"],
-              "num_threads": 1, "latency_model": "accelerator", "hysteresis_frames": 0,
+              "num_threads": 1, "latency_model": "accelerator", "hysteresis_frames": 0, "latency_safety": 1.0,
               "diagnostics_period_s": 0.2, "qos": "reliable"}
     params.update(extra)
     return params
