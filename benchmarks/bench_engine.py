@@ -23,12 +23,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dynvit_ros.checkpoint import load_model  # noqa: E402
-from dynvit_ros.macs import mac_report  # noqa: E402
+from dynvit_ros.macs import PAPER_ADE20K_GMACS, mac_report  # noqa: E402
 from dynvit_ros.model import VARIANTS  # noqa: E402
 from dynvit_ros.skip import FULL, SkipConfig  # noqa: E402
 
-PAPER_GMACS = {"b0": (8.4, 512), "b1": (15.9, 512), "b2": (62.4, 512), "b3": (79.0, 512),
-               "b4": (95.7, 512), "b5": (183.3, 640)}  # ADE20K, SegFormer paper Table 1 (B5 at 640)
 
 
 def hf_and_ours(variant: str, num_labels: int = 150):
@@ -95,7 +93,7 @@ def main(argv=None) -> int:
     gmacs_error = {}
     print(f"\nMAC counter vs SegFormer paper (ADE20K, 150 classes)")
     print(f"{'variant':8} {'input':>7} {'paper G':>8} {'counted G':>10} {'error %':>8} {'executed G':>11}")
-    for variant, (paper, size) in PAPER_GMACS.items():
+    for variant, (paper, size) in PAPER_ADE20K_GMACS.items():
         report = mac_report(VARIANTS[variant], 150, (size, size))
         gmacs_error[variant] = round(100 * (report.reference_gmacs / paper - 1), 2)
         print(f"{variant:8} {size:>7} {paper:8.1f} {report.reference_gmacs:10.2f} {gmacs_error[variant]:8.2f} "

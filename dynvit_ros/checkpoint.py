@@ -23,6 +23,10 @@ FORMAT_TAG = "dynvit_ros/segformer/v1"
 StateDict = dict[str, torch.Tensor]
 
 
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint could not be read or does not fit the model."""
 
@@ -35,8 +39,8 @@ class ModelMetadata:
     num_classes: int
     class_names: list[str] = field(default_factory=list)
     palette: list[list[int]] = field(default_factory=list)
-    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
-    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     input_size: list[int] = field(default_factory=lambda: [512, 512])  # [height, width]
     block_norm_eps: float = 1e-6
     provenance: dict = field(default_factory=dict)

@@ -25,6 +25,11 @@ from .model import VariantSpec, padded_size, scaled_size, stage_sizes
 from .skip import FULL, SkipConfig
 
 
+# SegFormer paper, Table 1: ADE20K GMACs per variant and the input side they were counted at.
+PAPER_ADE20K_GMACS = {"b0": (8.4, 512), "b1": (15.9, 512), "b2": (62.4, 512), "b3": (79.0, 512),
+                      "b4": (95.7, 512), "b5": (183.3, 640)}
+
+
 class OpKind(str, Enum):
     CONV = "conv"            # dense convolution (patch embeddings, spatial reduction, 1x1 fuse)
     DWCONV = "dwconv"        # depthwise 3x3 in Mix-FFN

@@ -22,12 +22,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import camvid
-from .checkpoint import ModelMetadata, save_checkpoint
+from .checkpoint import IMAGENET_MEAN, IMAGENET_STD, ModelMetadata, save_checkpoint
 from .evaluate import evaluate_miou
 from .model import SegFormer, VariantSpec, build_segformer
 from .skip import FULL, SkipConfig
 
-MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+MEAN, STD = IMAGENET_MEAN, IMAGENET_STD
 
 
 def sample_skip(spec: VariantSpec, rng: random.Random, p_full: float = 0.4) -> SkipConfig:
