@@ -22,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hostload import HostLoad  # noqa: E402
 from dynvit_ros.checkpoint import load_model  # noqa: E402
 from dynvit_ros.macs import PAPER_ADE20K_GMACS, mac_report  # noqa: E402
 from dynvit_ros.model import VARIANTS  # noqa: E402
@@ -64,6 +65,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
+    with HostLoad() as load:
+        return report(args, load)
+
+
+def report(args, load: HostLoad) -> int:
     rows, ratio_512, max_diff = [], {}, 0.0
     cases = [("b0", (360, 480))] + [(v, (512, 512)) for v in args.variants]
     models = {}
@@ -113,10 +119,11 @@ def main(argv=None) -> int:
         g = mac_report(VARIANTS["b0"], 150, (360, 480), c).executed_gmacs
         print(f"{c.name:12} {med[c.name]:8.1f} {g:7.2f}")
 
+    load.stop()
     b0 = rows[0]
     print(json.dumps({"variant": "b0", "size": [360, 480], "ours_ms": round(b0[2], 2), "hf_ms": round(b0[3], 2),
                       "ratio": round(b0[4], 3), "ratio_512": ratio_512, "max_abs_diff": max_diff,
-                      "gmacs_error_pct": gmacs_error}))
+                      "gmacs_error_pct": gmacs_error, "host_load": load.report()}))
     return 0
 
 

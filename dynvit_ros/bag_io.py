@@ -14,32 +14,19 @@ from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-PACKAGE = "dynvit_ros"
+from .share import PACKAGE, data_dirs
 
 
 class BagError(RuntimeError):
     """A bag is missing, corrupt, or lacks what was asked for."""
 
 
-def _msg_dirs() -> list[Path]:
-    here = Path(__file__).resolve()
-    dirs = [here.parents[1] / "msg"]
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        dirs.append(Path(get_package_share_directory(PACKAGE)) / "msg")
-    except Exception:  # no ament index (pure-Python install): the source tree's msg/ is enough
-        pass
-    # Installed with colcon: <prefix>/lib/python3.X/site-packages/dynvit_ros -> <prefix>/share/dynvit_ros/msg
-    dirs.extend(p / "share" / PACKAGE / "msg" for p in here.parents if (p / "share" / PACKAGE / "msg").is_dir())
-    return dirs
-
-
 def typestore():
     """ROS 2 Kilted message types plus ``dynvit_ros/msg/*``."""
     store = get_typestore(Stores.ROS2_KILTED)
     types = {}
-    for folder in _msg_dirs():
-        for path in sorted(folder.glob("*.msg")) if folder.is_dir() else []:
+    for folder in data_dirs("msg"):
+        for path in sorted(folder.glob("*.msg")):
             types.update(get_types_from_msg(path.read_text(), f"{PACKAGE}/msg/{path.stem}"))
         if types:
             break

@@ -16,7 +16,6 @@ ready; a load failure ends the process with a non-zero status.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections import deque
@@ -35,6 +34,7 @@ from dynvit_ros.msg import ComputeBudget, InferenceStats
 from dynvit_ros.ros_params import QOS_CHOICES, Spec, check_changes, declare_all, input_qos, spin_node, status
 from dynvit_ros.model import UPSAMPLING
 from dynvit_ros.runtime import SegmentationRuntime, colorize, overlay
+from dynvit_ros.share import resolve_path
 
 
 def _yaml_mapping(text: str) -> str | None:
@@ -81,21 +81,6 @@ STATIC = {
     "publish_overlay": Spec(False, "Publish segmentation/overlay (colour mask blended on the input)."),
     "overlay_alpha": Spec(0.5, "Weight of the colour mask in the overlay.", low=0.0, high=1.0),
 }
-
-
-def resolve_path(path: str) -> Path:
-    """A parameter path: absolute, relative to the working directory, or in the package share."""
-    candidate = Path(os.path.expanduser(path))
-    if candidate.is_absolute() or candidate.exists():
-        return candidate
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        shared = Path(get_package_share_directory("dynvit_ros")) / candidate
-        if shared.exists():
-            return shared
-    except (ImportError, LookupError, ValueError):
-        pass
-    return candidate
 
 
 class _Budget:

@@ -31,11 +31,13 @@ import os
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from ..macs import GEMM_KINDS, LayerCost, OpKind, count_layers
 from ..model import scaled_size, stage_sizes
-from ..skip import SkipConfig
+from ..share import data_dirs
+from ..skip import FULL, SkipConfig
 from .base import LatencyContext, LatencyModel, LatencyModelError
 
 _KINDS = {str(kind) for kind in OpKind}
@@ -131,16 +133,8 @@ class HardwareSpec:
 
 def preset_dirs() -> list[Path]:
     """Where preset names are looked up, first match wins."""
-    dirs = []
-    if os.environ.get("DYNVIT_ACCELERATOR_DIR"):
-        dirs.append(Path(os.environ["DYNVIT_ACCELERATOR_DIR"]))
-    try:  # installed ROS package
-        from ament_index_python.packages import get_package_share_directory
-        dirs.append(Path(get_package_share_directory("dynvit_ros")) / "config" / "accelerators")
-    except Exception:
-        pass
-    dirs.append(Path(__file__).resolve().parents[2] / "config" / "accelerators")  # source tree
-    return dirs
+    env = os.environ.get("DYNVIT_ACCELERATOR_DIR")
+    return ([Path(env)] if env else []) + data_dirs("config/accelerators")
 
 
 def load_hardware(path_or_preset: str | Path) -> HardwareSpec:
@@ -279,6 +273,37 @@ def estimate(model_spec, num_classes: int, input_hw: tuple[int, int], config: Sk
     times = tuple(layer_time(layer, hw) for layer in layers)
     total_us = hw.frame_overhead_us + sum(t.total_us for t in times)
     return Estimate(total_us / 1e3, hw.frame_overhead_us, times)
+
+
+def fit_overheads(points, hw: HardwareSpec) -> tuple[float, float]:
+    """Least-squares ``(layer_overhead_us, frame_overhead_us)`` for ``hw`` from measured frames.
+
+    ``points``: ``(model_spec, num_classes, input_hw, measured_ms)`` of the full
+    model. Device time does not depend on the overheads, so the total is linear
+    in them and the relative error has a closed-form fit; both are kept >= 0.
+    """
+    if hw.overhead_mode != "serial":
+        raise ValueError("fit_overheads models serial overheads only")
+    bare = replace(hw, layer_overhead_us=0.0, frame_overhead_us=0.0)
+    rows, targets = [], []
+    for spec, classes, input_hw, measured_ms in points:
+        est = estimate(spec, classes, tuple(input_hw), FULL, bare)
+        layers = sum(1 for lt in est.layers if lt.bound != "fused")
+        measured_us = measured_ms * 1e3
+        rows.append((layers / measured_us, 1.0 / measured_us))
+        targets.append(1.0 - est.total_ms * 1e3 / measured_us)
+    a = np.asarray(rows)
+    y = np.asarray(targets)
+    solution = np.linalg.lstsq(a, y, rcond=None)[0]
+    if solution.min() < 0:  # the better of the two one-parameter fits
+        candidates = []
+        for col in (0, 1):
+            value = max(0.0, float(a[:, col] @ y / (a[:, col] @ a[:, col])))
+            guess = np.zeros(2)
+            guess[col] = value
+            candidates.append((float(np.sum((a @ guess - y) ** 2)), guess))
+        solution = min(candidates, key=lambda c: c[0])[1]
+    return float(solution[0]), float(solution[1])
 
 
 class AcceleratorLatencyModel(LatencyModel):

@@ -1,0 +1,52 @@
+"""How busy the rest of the host was while a benchmark ran.
+
+Timings on a shared machine depend on what else runs there; benchmarks print
+this next to their figures so two runs can be compared. Linux only (reads
+``/proc/stat``); elsewhere the report is empty.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+_STAT = Path("/proc/stat")
+
+
+def _snapshot() -> tuple[float, float, float, float] | None:
+    """(wall s, busy CPU s of the whole host, steal s, this process + waited children CPU s)."""
+    try:
+        fields = [int(v) for v in _STAT.read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    own = os.times()
+    return (time.monotonic(), (user + nice + system + irq + softirq) / tick, steal / tick,
+            own.user + own.system + own.children_user + own.children_system)
+
+
+class HostLoad:
+    """``with HostLoad() as load: ...``; then ``load.report()`` (``stop()`` ends the span early)."""
+
+    def __enter__(self) -> "HostLoad":
+        self._start, self._end = _snapshot(), None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """End the measured span (before printing the results); later calls change nothing."""
+        if self._end is None:
+            self._end = _snapshot()
+
+    def report(self) -> dict[str, float]:
+        """``other_cpu_pct``: CPU used by other processes, in % of all cores over the run;
+        ``steal_pct``: time the hypervisor gave this VM's CPUs to others, same unit."""
+        if self._start is None or self._end is None:
+            return {}
+        wall, busy, steal, own = (b - a for a, b in zip(self._start, self._end))
+        capacity = max(wall, 1e-9) * (os.cpu_count() or 1)
+        return {"other_cpu_pct": round(100.0 * max(0.0, busy - own) / capacity, 1),
+                "steal_pct": round(100.0 * steal / capacity, 1)}
