@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 ENV := export VENV=$(VENV); source $(ROOT)/tools/env.sh
 PYTEST_ARGS ?=
 
-.PHONY: venv build test demo bench-engine bench-latency bench-node bench-budget bench-accuracy eval train clean
+.PHONY: venv build test demo bench-engine bench-latency bench-allocator bench-node bench-budget bench-accuracy eval train clean
 
 venv:
 	VENV=$(VENV) $(ROOT)/tools/setup_venv.sh
@@ -37,6 +37,9 @@ bench-engine: venv
 
 bench-latency: venv
 	$(ENV); cd $(ROOT) && $(PY) benchmarks/bench_latency.py
+
+bench-allocator: venv
+	$(ENV); cd $(ROOT) && $(PY) benchmarks/bench_allocator.py
 
 bench-node: build
 	$(ENV); cd $(ROOT) && $(PY) benchmarks/bench_node.py

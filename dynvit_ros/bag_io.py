@@ -5,6 +5,7 @@ them as they are and records what it receives as it arrives.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -42,8 +43,9 @@ class BagMessage:
     data: bytes           # CDR
 
 
-def read_messages(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
-    """Messages of a rosbag2 (sqlite3 or MCAP) in time order."""
+@contextmanager
+def _open(path: str | Path, topics: Iterable[str] | None):
+    """(reader, connections of the wanted topics); every reader error becomes a BagError."""
     path = Path(path)
     if not path.exists():
         raise BagError(f"bag not found: {path}")
@@ -54,12 +56,28 @@ def read_messages(path: str | Path, topics: Iterable[str] | None = None) -> Iter
             if wanted and not connections:
                 have = sorted({c.topic for c in reader.connections})
                 raise BagError(f"{path} has none of the topics {sorted(wanted)}; it has {have}")
-            for connection, timestamp, data in reader.messages(connections=connections):
-                yield BagMessage(connection.topic, connection.msgtype, timestamp, bytes(data))
+            yield reader, connections
     except BagError:
         raise
     except Exception as exc:  # rosbags raises several reader-specific errors for damaged bags
         raise BagError(f"cannot read bag {path} (corrupt or not a rosbag2?): {exc}") from exc
+
+
+def bag_topics(path: str | Path, topics: Iterable[str] | None = None) -> dict[str, tuple[str, int]]:
+    """``{topic: (msgtype, message count)}`` from the bag's index, without reading its messages."""
+    out: dict[str, tuple[str, int]] = {}
+    with _open(path, topics) as (_, connections):
+        for connection in connections:
+            count = out.get(connection.topic, ("", 0))[1]
+            out[connection.topic] = (connection.msgtype, count + connection.msgcount)
+    return out
+
+
+def read_messages(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
+    """Messages of a rosbag2 (sqlite3 or MCAP) in time order, one at a time."""
+    with _open(path, topics) as (reader, connections):
+        for connection, timestamp, data in reader.messages(connections=connections):
+            yield BagMessage(connection.topic, connection.msgtype, timestamp, bytes(data))
 
 
 def read_topic(path: str | Path, topic: str) -> list:

@@ -23,7 +23,7 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSPresetProfiles, QoSProfile
 
-from .bag_io import BagError, BagWriter, read_messages
+from .bag_io import BagError, BagWriter, bag_topics, read_messages
 
 QOS_CHOICES = ("sensor_data", "reliable", "system_default")
 
@@ -124,12 +124,13 @@ class BagPlayer(Node):
         self.qos = qos_profile(qos)
         self.publishers_by_topic = {}
         self.published = 0
-        # Read once up front: a corrupt bag fails before anything is published.
-        self.messages = list(read_messages(bag, topics))
-        if not self.messages:
-            raise BagError(f"{bag} holds no messages" + (f" on {topics}" if topics else ""))
-        for msg in self.messages:
-            self._publisher(msg.topic, msg.msgtype)
+        # The index is read up front (a missing or unreadable bag fails before anything is
+        # published); the messages are streamed while playing, so bag size is not bounded by memory.
+        self.index = bag_topics(bag, topics)
+        if not self.index:
+            raise BagError(f"{bag} holds no topics")
+        for topic, (msgtype, _) in self.index.items():
+            self._publisher(topic, msgtype)
 
     def wait_for_subscribers(self, stop: threading.Event, timeout: float) -> bool:
         """Wait up to ``timeout`` s until every replayed topic has a subscriber (messages sent
@@ -150,16 +151,18 @@ class BagPlayer(Node):
         return pub
 
     def play(self, stop: threading.Event, duration: float = 0.0) -> int:
+        """Publish the bag (looping if asked) until it ends, ``stop`` is set or ``duration`` s passed.
+        A bag that turns out damaged part-way raises BagError after what could be read was published."""
         started = time.monotonic()
         while not stop.is_set():
-            t0 = self.messages[0].timestamp_ns
-            wall0 = time.monotonic()
-            for msg in self.messages:
+            t0 = wall0 = None
+            for msg in read_messages(self.bag, self.topics):
                 if stop.is_set() or (duration and time.monotonic() - started > duration):
                     return self.published
+                if t0 is None:
+                    t0, wall0 = msg.timestamp_ns, time.monotonic()
                 if self.rate > 0:
-                    due = wall0 + (msg.timestamp_ns - t0) / 1e9 / self.rate
-                    delay = due - time.monotonic()
+                    delay = wall0 + (msg.timestamp_ns - t0) / 1e9 / self.rate - time.monotonic()
                     if delay > 0:
                         stop.wait(delay)
                 self._publisher(msg.topic, msg.msgtype).publish(msg.data)
@@ -206,6 +209,7 @@ def main(args=None) -> int:
             rclpy.try_shutdown()
             return 2
     stop = threading.Event()
+    status = 0
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(player)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -213,14 +217,20 @@ def main(args=None) -> int:
     try:
         if not player.wait_for_subscribers(stop, opts.start_delay):
             player.get_logger().warning("not every topic has a subscriber yet: playing anyway")
-        count = player.play(stop, opts.duration)
-        player.get_logger().info(f"published {count} messages")
+        try:
+            count = player.play(stop, opts.duration)
+            player.get_logger().info(f"published {count} messages")
+            if not count and not stop.is_set():
+                print(f"replay: {opts.bag} holds no messages", file=sys.stderr)
+                status = 2
+        except BagError as exc:
+            print(f"replay: {exc} (after {player.published} messages)", file=sys.stderr)
+            status = 2
         if recorder:
             stop.wait(opts.linger)
     except KeyboardInterrupt:
         stop.set()
     finally:
-        status = 0
         if recorder:
             try:
                 recorder.close()
@@ -229,6 +239,9 @@ def main(args=None) -> int:
                 print(f"replay: {exc}", file=sys.stderr)
                 status = 1
         executor.shutdown()
+        # A daemon thread still inside spin() at interpreter exit aborts the process
+        # ("terminate called without an active exception"): let it return first.
+        spinner.join(timeout=5.0)
         player.destroy_node()
         rclpy.try_shutdown()
     return status

@@ -6,6 +6,8 @@ mask is returned at the frame's own size.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,41 @@ from .macs import count_layers, total_macs
 from .model import UPSAMPLING, SegFormer, logits_to_masks
 from .skip import FULL, SkipConfig
 from .skip_levels import LevelTable
+
+
+# glibc mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_allocator: dict = {}
+
+
+def tune_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 512 << 20) -> bool:
+    """Keep freed tensor memory in the process instead of handing it back to the kernel.
+
+    PyTorch's CPU tensors come straight from malloc. With glibc's defaults,
+    every activation above the mmap threshold is a fresh ``mmap`` that is
+    page-faulted in and unmapped again each frame; raising the mmap and trim
+    thresholds lets the heap reuse those pages (no page faults left per frame,
+    a 15-18% faster full-model frame here: ``make bench-allocator``). The cost
+    is that RSS stays at its peak. Process-wide; returns False where the C
+    library is not glibc, changing nothing.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    if not (mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)) and mallopt(_M_TRIM_THRESHOLD, int(trim_threshold))):
+        return False
+    _allocator.update(mmap_threshold=int(mmap_threshold), trim_threshold=int(trim_threshold))
+    return True
+
+
+def allocator_settings() -> dict:
+    """What :func:`tune_allocator` set in this process (empty: the C library's defaults);
+    timings taken under one setting do not hold under the other."""
+    return dict(_allocator)
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,8 @@ def test_stale_file_recalibrates(make, tmp_path, monkeypatch):
     assert make(cache_file=str(path)).calibrated
     monkeypatch.setattr(profiled_module, "cpu_model", lambda: "another CPU")
     assert make(cache_file=str(path)).calibrated
+    monkeypatch.setattr(profiled_module, "allocator_settings", lambda: {"mmap_threshold": 1 << 25})
+    assert make(cache_file=str(path)).calibrated
     path.write_text("{not json")
     assert make(cache_file=str(path)).calibrated
 

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from ros_harness import EXE_DIR, INPUT_HW, make_frame, segformer_params
 
-from dynvit_ros.bag_io import BagError, BagWriter, image_message, read_messages
+from dynvit_ros.bag_io import BagError, BagWriter, bag_topics, image_message, read_messages
 from dynvit_ros.run_report import read_masks
 
 H, W = INPUT_HW
@@ -63,6 +63,16 @@ def test_corrupt_and_missing_bags_are_clear_errors(ros, tmp_path):
         list(read_messages(tmp_path / "cut"))
     result = _replay(ros.domain_id, tmp_path / "absent", timeout=60)
     assert result.returncode == 2 and "bag not found" in result.stderr
+    result = _replay(ros.domain_id, tmp_path / "cut", "--rate", "0", "--start-delay", "0", timeout=60)
+    assert result.returncode == 2 and "corrupt" in result.stderr
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_the_index_is_read_without_the_messages(tmp_path, storage):
+    _write_bag(tmp_path / "bag", storage, frames=4)
+    assert bag_topics(tmp_path / "bag") == {"/cam/image": ("sensor_msgs/msg/Image", 4)}
+    first = next(read_messages(tmp_path / "bag"))  # streamed: stopping early is fine
+    assert first.topic == "/cam/image" and first.data
 
 
 def test_unknown_topic_filter_lists_what_the_bag_has(tmp_path):

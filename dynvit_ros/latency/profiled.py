@@ -4,7 +4,8 @@ Calibration times every level here: ``warmup`` untimed runs per level, then
 ``repeats`` round-robin rounds over all levels (so slow drifts of a shared
 host hit every level alike), and keeps the median per level. The table is
 cached as JSON, keyed by model id, variant, class count, input size, thread
-count, torch version, CPU model, what is timed, and the configurations; any
+count, torch version, CPU model, what is timed, the allocator settings
+(``runtime.tune_allocator``) and the configurations; any
 difference in the key means recalibration.
 
 Online estimator. The prediction for configuration ``c`` is
@@ -47,6 +48,7 @@ import torch.nn.functional as F
 
 from ..macs import count_layers, total_macs
 from ..model import logits_to_masks
+from ..runtime import allocator_settings
 from ..skip import SkipConfig
 from .base import LatencyContext, LatencyModel, LatencyModelError
 
@@ -132,7 +134,7 @@ class ProfiledLatencyModel(LatencyModel):
                 "num_classes": self.model.config.num_classes, "input_hw": list(self.input_hw),
                 "threads": self.threads, "torch": torch.__version__, "cpu": cpu_model(), "call": self.call,
                 "upsample": self.upsample, "frame_hw": list(self.frame_hw or ()),
-                "configs": [_config_key(c) for c in self.configs]}
+                "allocator": allocator_settings(), "configs": [_config_key(c) for c in self.configs]}
 
     def _read_cache(self) -> list[float] | None:
         try:
