@@ -24,12 +24,11 @@ sys.path.insert(0, str(ROOT))
 
 
 def child(args) -> None:
-    from dynvit_ros.runtime import tune_allocator
-    if args.child == "tuned" and not tune_allocator():
-        raise SystemExit("tune_allocator() is not available here (not glibc)")
     import numpy as np
 
-    from dynvit_ros.runtime import SegmentationRuntime
+    from dynvit_ros.runtime import SegmentationRuntime, tune_allocator
+    if args.child == "tuned" and not tune_allocator():  # before the first tensor is allocated
+        raise SystemExit("tune_allocator() is not available here (not glibc)")
     runtime = SegmentationRuntime.load(ROOT / args.model, ROOT / args.levels, args.threads)
     rgb = np.random.default_rng(0).integers(0, 256, (*args.frame_hw, 3), dtype=np.uint8)
     out = {}

@@ -66,10 +66,13 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
 
     with HostLoad() as load:
-        return report(args, load)
+        result = report(args)
+    print(json.dumps({**result, "host_load": load.report()}))
+    return 0
 
 
-def report(args, load: HostLoad) -> int:
+def report(args) -> dict:
+    """Prints the tables; returns the figures of the final JSON line."""
     rows, ratio_512, max_diff = [], {}, 0.0
     cases = [("b0", (360, 480))] + [(v, (512, 512)) for v in args.variants]
     models = {}
@@ -119,12 +122,10 @@ def report(args, load: HostLoad) -> int:
         g = mac_report(VARIANTS["b0"], 150, (360, 480), c).executed_gmacs
         print(f"{c.name:12} {med[c.name]:8.1f} {g:7.2f}")
 
-    load.stop()
     b0 = rows[0]
-    print(json.dumps({"variant": "b0", "size": [360, 480], "ours_ms": round(b0[2], 2), "hf_ms": round(b0[3], 2),
-                      "ratio": round(b0[4], 3), "ratio_512": ratio_512, "max_abs_diff": max_diff,
-                      "gmacs_error_pct": gmacs_error, "host_load": load.report()}))
-    return 0
+    return {"variant": "b0", "size": [360, 480], "ours_ms": round(b0[2], 2), "hf_ms": round(b0[3], 2),
+            "ratio": round(b0[4], 3), "ratio_512": ratio_512, "max_abs_diff": max_diff,
+            "gmacs_error_pct": gmacs_error}
 
 
 if __name__ == "__main__":

@@ -27,19 +27,14 @@ def _snapshot() -> tuple[float, float, float, float] | None:
 
 
 class HostLoad:
-    """``with HostLoad() as load: ...``; then ``load.report()`` (``stop()`` ends the span early)."""
+    """``with HostLoad() as load: ...``; then ``load.report()``."""
 
     def __enter__(self) -> "HostLoad":
         self._start, self._end = _snapshot(), None
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        """End the measured span (before printing the results); later calls change nothing."""
-        if self._end is None:
-            self._end = _snapshot()
+        self._end = _snapshot()
 
     def report(self) -> dict[str, float]:
         """``other_cpu_pct``: CPU used by other processes, in % of all cores over the run;

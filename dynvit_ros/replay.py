@@ -126,10 +126,10 @@ class BagPlayer(Node):
         self.published = 0
         # The index is read up front (a missing or unreadable bag fails before anything is
         # published); the messages are streamed while playing, so bag size is not bounded by memory.
-        self.index = bag_topics(bag, topics)
-        if not self.index:
+        index = bag_topics(bag, topics)
+        if not index:
             raise BagError(f"{bag} holds no topics")
-        for topic, (msgtype, _) in self.index.items():
+        for topic, (msgtype, _) in index.items():
             self._publisher(topic, msgtype)
 
     def wait_for_subscribers(self, stop: threading.Event, timeout: float) -> bool:
