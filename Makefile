@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Entry points for building, testing and benchmarking dynvit_ros.
 # Everything runs inside the project's virtualenv (.venv), which carries the
 # ROS 2 Kilted wheels; see tools/setup_venv.sh and tools/env.sh.
@@ -11,18 +12,26 @@ PY := $(VENV)/bin/python
 ENV := export VENV=$(VENV); source $(ROOT)/tools/env.sh
 PYTEST_ARGS ?=
 
-.PHONY: venv build test demo bench-engine bench-latency bench-allocator bench-node bench-budget bench-accuracy eval train clean
+.PHONY: venv build lint test demo bench-engine bench-latency bench-allocator bench-node bench-budget bench-multicam bench-accuracy eval train clean
 
 venv:
 	VENV=$(VENV) $(ROOT)/tools/setup_venv.sh
 
+# Interface packages that launch_ros and the label_info topic need, built beside
+# ours where ../shared/ros-extras exists (a ROS install has them already).
+ROS_EXTRAS ?= $(abspath $(ROOT)/../shared/ros-extras)
+EXTRA_SRC := $(wildcard $(ROS_EXTRAS)/src)
+
 build: venv
-	$(ENV); cd $(ROOT) && colcon build --base-paths . --symlink-install \
+	$(ENV); cd $(ROOT) && colcon build --base-paths . $(EXTRA_SRC) --symlink-install \
 	    --cmake-args -DPython3_EXECUTABLE=$(PY) -DBUILD_TESTING=OFF
 
 # pytest (the console script, not `python -m pytest`) so the source tree is
 # not put on sys.path ahead of the install space that holds dynvit_ros.msg.
-test: build
+lint: venv
+	$(ENV); cd $(ROOT) && ruff check . && ruff format --check .
+
+test: lint build
 	$(ENV); cd $(ROOT) && { DYNVIT_REQUIRE_ROS=1 pytest test/ $(PYTEST_ARGS) || rc=$$?; }; \
 	rc=$${rc:-0}; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc
 
@@ -30,7 +39,7 @@ test: build
 # DEMO_ARGS="--camvid" replays CamVid val frames instead (needs ../shared/data/CamVid).
 DEMO_ARGS ?=
 demo: build
-	$(ENV); cd $(ROOT) && $(PY) -m dynvit_ros.demo $(DEMO_ARGS)
+	$(ENV); cd $(ROOT) && $(PY) -m dynvit_ros.demo.demo $(DEMO_ARGS)
 
 bench-engine: venv
 	$(ENV); cd $(ROOT) && $(PY) benchmarks/bench_engine.py
@@ -47,23 +56,26 @@ bench-node: build
 bench-budget: build
 	$(ENV); cd $(ROOT) && $(PY) benchmarks/bench_budget.py
 
+bench-multicam: build
+	$(ENV); cd $(ROOT) && $(PY) benchmarks/bench_multicam.py
+
 MODEL := models/segformer_b0_camvid.safetensors
 BASELINE := models/baselines/segformer_b0_camvid_plain.safetensors
 LEVELS := config/segformer_b0_camvid.levels.yaml
 
 # Re-run the level search from CamVid val (writes outputs/, not the shipped table).
 eval: venv
-	$(ENV); cd $(ROOT) && $(PY) -m dynvit_ros.calibrate --model $(MODEL) --baseline $(BASELINE) \
+	$(ENV); cd $(ROOT) && $(PY) -m dynvit_ros.training.calibrate --model $(MODEL) --baseline $(BASELINE) \
 	    --levels-out outputs/segformer_b0_camvid.levels.yaml
 
 # Accuracy and latency of the shipped levels on CamVid val, post-hoc vs skip-aware.
 bench-accuracy: venv
-	$(ENV); cd $(ROOT) && $(PY) -m dynvit_ros.calibrate --model $(MODEL) --baseline $(BASELINE) --levels $(LEVELS)
+	$(ENV); cd $(ROOT) && $(PY) -m dynvit_ros.training.calibrate --model $(MODEL) --baseline $(BASELINE) --levels $(LEVELS)
 
 # Train the default model (skip-aware) from scratch on CamVid; TRAIN_ARGS to change the recipe.
 TRAIN_ARGS ?= --skip-aware --epochs 300
 train: venv
-	$(ENV); cd $(ROOT) && $(PY) -m dynvit_ros.train --out runs/b0_skipaware $(TRAIN_ARGS)
+	$(ENV); cd $(ROOT) && $(PY) -m dynvit_ros.training.train --out runs/b0_skipaware $(TRAIN_ARGS)
 
 clean:
 	rm -rf $(ROOT)/build $(ROOT)/install $(ROOT)/log

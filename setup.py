@@ -1,17 +1,19 @@
+# SPDX-License-Identifier: Apache-2.0
 """pip-installable distribution of dynvit_ros's pure-Python core.
 
 Why this exists next to CMakeLists.txt: colcon builds the ROS package from
 package.xml (build type ament_cmake, because an ament_python package cannot
 generate the msg/ interfaces) and never runs this file. This file serves the
 users who need the engine without ROS: `pip install .` gives the model, skip
-levels, runtime, latency models and budget policy (import dynvit_ros.runtime,
+levels, runtime, latency models and budget policy (import dynvit_ros.engine.runtime,
 ...), the command-line tools below, and the entry-point group
 `dynvit_ros.latency_models`, through which other distributions register
 latency-model plugins that the node then accepts by name. The ROS node modules
 ship too but need rclpy and the generated dynvit_ros.msg, i.e. the colcon build.
 """
-import re
+
 from pathlib import Path
+import re
 
 from setuptools import find_packages, setup
 
@@ -42,10 +44,10 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "dynvit-train = dynvit_ros.train:main",
-            "dynvit-calibrate = dynvit_ros.calibrate:main",
-            "dynvit-sample-scene = dynvit_ros.sample_scene:main",
-            "dynvit-replay = dynvit_ros.replay:main",
+            "dynvit-train = dynvit_ros.training.train:main",
+            "dynvit-calibrate = dynvit_ros.training.calibrate:main",
+            "dynvit-sample-scene = dynvit_ros.demo.sample_scene:main",
+            "dynvit-replay = dynvit_ros.bags.replay:main",
         ],
         "dynvit_ros.latency_models": [
             "profiled = dynvit_ros.latency.profiled:ProfiledLatencyModel",

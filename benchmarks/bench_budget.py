@@ -1,4 +1,5 @@
-"""Budget-tracking benchmark: the dynamic node against every static skip level, on CamVid val frames.
+# SPDX-License-Identifier: Apache-2.0
+"""Budget-tracking benchmark: the dynamic node against each static skip level, on CamVid val.
 
     make bench-budget     # or: python benchmarks/bench_budget.py --seconds 20
 
@@ -8,23 +9,25 @@ trace on /compute_budget. Traces: a step, a ramp and a sine between 40% and
 100% of the full level's latency on these frames (raised to 1.1x the fastest
 level's latency where that is more), and a real CPU burst (busy
 processes on half the cores for half the run) with the load monitor setting
-the budget. Node parameters not set here keep their shipped defaults. The node's mode and skip level are switched live through
+the budget. Node parameters not set here keep their shipped defaults. The
+node's mode and skip level are switched live through
 its parameter service between runs. For each run: deadline-miss rate, mean
 mIoU over the processed frames (masks matched to labels by header stamp),
 frames dropped. Selection overhead is the per-frame cost of the latency
 model's predictions plus the level choice, timed in-process on the same code.
 Ends with one JSON line.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import math
 import os
+from pathlib import Path
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -33,7 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def trace_range(full_ms: float, fastest_ms: float, safety: float = 1.1) -> tuple[float, float]:
     """Budgets span 40-100% of the full level, but never go below what the fastest level needs
-    (with the node's default latency_safety): a budget no level meets tests nothing but the host."""
+    (with the node's default latency_safety): a budget no level meets tests nothing but the
+    host."""
     return max(0.4 * full_ms, safety * fastest_ms), full_ms
 
 
@@ -48,19 +52,29 @@ def trace_budget(kind: str, t: float, seconds: float, lo: float, hi: float) -> f
     raise ValueError(kind)
 
 
-def selection_overhead_ms(model_path: Path, levels_path: Path, cache_dir: Path, iterations: int = 2000) -> float:
-    from dynvit_ros.budget_policy import LevelSelector
+def selection_overhead_ms(
+    model_path: Path, levels_path: Path, cache_dir: Path, iterations: int = 2000
+) -> float:
+    from dynvit_ros.budget.policy import LevelSelector
+    from dynvit_ros.engine.runtime import SegmentationRuntime
     from dynvit_ros.latency.base import LatencyContext, load_latency_model
-    from dynvit_ros.runtime import SegmentationRuntime
+
     runtime = SegmentationRuntime.load(model_path, levels_path)
-    context = LatencyContext(model=runtime.model, configs=runtime.levels.configs, input_hw=runtime.input_hw,
-                             options={"cache_dir": str(cache_dir), "progress": False}, model_id=str(model_path))
+    context = LatencyContext(
+        model=runtime.model,
+        configs=runtime.levels.configs,
+        input_hw=runtime.input_hw,
+        options={"cache_dir": str(cache_dir), "progress": False},
+        model_id=str(model_path),
+    )
     latency = load_latency_model("profiled", context)
     selector = LevelSelector(len(runtime.levels))
     times = []
     for i in range(iterations):
         start = time.perf_counter()
-        level = selector.select(latency.predict_all(runtime.levels.configs, runtime.input_hw), 50.0 + i % 50)
+        level = selector.select(
+            latency.predict_all(runtime.levels.configs, runtime.input_hw), 50.0 + i % 50
+        )
         latency.observe(runtime.levels[level].config, runtime.input_hw, 40.0)
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
@@ -75,16 +89,22 @@ class Bench:
         from sensor_msgs.msg import CompressedImage, Image
 
         from dynvit_ros.msg import ComputeBudget, InferenceStats
+
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain)
         self.node = rclpy.create_node("bench_budget", context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.image_pub = self.node.create_publisher(CompressedImage, "/camera/image_raw/compressed",
-                                                    QoSPresetProfiles.SENSOR_DATA.value)
+        self.image_pub = self.node.create_publisher(
+            CompressedImage, "/camera/image_raw/compressed", QoSPresetProfiles.SENSOR_DATA.value
+        )
         self.budget_pub = self.node.create_publisher(ComputeBudget, "/compute_budget", 10)
-        self.node.create_subscription(InferenceStats, "/segmentation/stats", self._on_stats, QoSProfile(depth=50))
-        self.node.create_subscription(Image, "/segmentation/mask", self._on_mask, QoSProfile(depth=50))
+        self.node.create_subscription(
+            InferenceStats, "/segmentation/stats", self._on_stats, QoSProfile(depth=50)
+        )
+        self.node.create_subscription(
+            Image, "/segmentation/mask", self._on_mask, QoSProfile(depth=50)
+        )
         self.frames, self.labels, self.period = frames, labels, 1.0 / camera_hz
         self.stats, self.masks = [], {}
         self.ComputeBudget = ComputeBudget
@@ -95,7 +115,9 @@ class Bench:
     def _on_mask(self, msg) -> None:
         # stamp.sec is the send counter (unique per frame), nanosec / 1000 the CamVid index.
         key = (msg.header.stamp.sec, msg.header.stamp.nanosec // 1000)
-        self.masks[key] = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[:, : msg.width]
+        self.masks[key] = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[
+            :, : msg.width
+        ]
 
     def spin(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -105,11 +127,15 @@ class Bench:
     def set_params(self, node: str, values: dict) -> None:
         from rcl_interfaces.srv import SetParameters
         from rclpy.parameter import Parameter
+
         client = self.node.create_client(SetParameters, f"/{node}/set_parameters")
         while not client.service_is_ready():
             self.spin(0.05)
-        future = client.call_async(SetParameters.Request(
-            parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]))
+        future = client.call_async(
+            SetParameters.Request(
+                parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
+            )
+        )
         while not future.done():
             self.spin(0.05)
         for result in future.result().results:
@@ -119,6 +145,7 @@ class Bench:
 
     def run(self, seconds: float, budget_fn) -> dict:
         from sensor_msgs.msg import CompressedImage
+
         self.stats, self.masks = [], {}
         self.spin(0.5)
         self.stats, self.masks = [], {}
@@ -129,8 +156,14 @@ class Bench:
                 t = now - start
                 budget = budget_fn(t)
                 if budget is not None:
-                    self.budget_pub.publish(self.ComputeBudget(budget_ms=float(budget), pinned_level=-1,
-                                                               source="bench_budget", valid=True))
+                    self.budget_pub.publish(
+                        self.ComputeBudget(
+                            budget_ms=float(budget),
+                            pinned_level=-1,
+                            source="bench_budget",
+                            valid=True,
+                        )
+                    )
                 index = i % len(self.frames)
                 msg = CompressedImage(format="jpeg", data=self.frames[index])
                 msg.header.stamp.sec, msg.header.stamp.nanosec = 1000 + i, index * 1000
@@ -143,19 +176,25 @@ class Bench:
         return self._summary(i)
 
     def _summary(self, sent: int) -> dict:
-        from dynvit_ros.camvid import ConfusionMatrix
+        from dynvit_ros.training.camvid import ConfusionMatrix
+
         confusion = ConfusionMatrix()
         for (_, index), mask in self.masks.items():
             confusion.update(mask, self.labels[index])
         met = [s.deadline_met for s in self.stats]
-        return {"sent": sent, "processed": len(self.stats),
-                "miss_pct": round(100.0 * (1 - sum(met) / max(len(met), 1)), 1),
-                "miou": round(confusion.miou(), 2) if self.masks else float("nan"),
-                "dropped": int(sum(s.frames_dropped for s in self.stats)),
-                "mean_level": round(float(np.mean([s.skip_level for s in self.stats])), 2) if self.stats else None,
-                "levels": [int(s.skip_level) for s in self.stats],
-                "budget": [round(float(s.budget_ms), 1) for s in self.stats],
-                "measured": [round(float(s.measured_ms), 1) for s in self.stats]}
+        return {
+            "sent": sent,
+            "processed": len(self.stats),
+            "miss_pct": round(100.0 * (1 - sum(met) / max(len(met), 1)), 1),
+            "miou": round(confusion.miou(), 2) if self.masks else float("nan"),
+            "dropped": int(sum(s.frames_dropped for s in self.stats)),
+            "mean_level": round(float(np.mean([s.skip_level for s in self.stats])), 2)
+            if self.stats
+            else None,
+            "levels": [int(s.skip_level) for s in self.stats],
+            "budget": [round(float(s.budget_ms), 1) for s in self.stats],
+            "measured": [round(float(s.measured_ms), 1) for s in self.stats],
+        }
 
     def close(self) -> None:
         self.executor.shutdown()
@@ -165,8 +204,12 @@ class Bench:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", type=Path, default=REPO / "models" / "segformer_b0_camvid.safetensors")
-    p.add_argument("--levels", type=Path, default=REPO / "config" / "segformer_b0_camvid.levels.yaml")
+    p.add_argument(
+        "--model", type=Path, default=REPO / "models" / "segformer_b0_camvid.safetensors"
+    )
+    p.add_argument(
+        "--levels", type=Path, default=REPO / "config" / "segformer_b0_camvid.levels.yaml"
+    )
     p.add_argument("--seconds", type=float, default=20.0, help="length of each run")
     p.add_argument("--camera-hz", type=float, default=10.0)
     p.add_argument("--traces", nargs="+", default=["sine", "step", "ramp", "burst"])
@@ -175,27 +218,41 @@ def main(argv=None) -> int:
 
     import cv2
 
-    from dynvit_ros import camvid
-    from dynvit_ros.demo import cpu_burst
-    from dynvit_ros.node_process import NodeProcess
-    from dynvit_ros.skip_levels import LevelTable
-    root = camvid.find_root()
-    if root is None:
-        print("bench-budget needs CamVid at ../shared/data/CamVid (or $DYNVIT_CAMVID); not found", file=sys.stderr)
-        return 2
+    from dynvit_ros.demo.demo import cpu_burst
+    from dynvit_ros.demo.node_process import NodeProcess
+    from dynvit_ros.engine.levels import LevelTable
+    from dynvit_ros.training import camvid
+
+    root = camvid.require_root()
     val = camvid.load_split(root, "val")
-    frames = [cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes() for rgb in val.images]
+    frames = [
+        cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
+        for rgb in val.images
+    ]
     levels = LevelTable.load(args.levels)
     args.out.mkdir(parents=True, exist_ok=True)
     cache = (REPO / "outputs" / "cache").resolve()
     domain = 150 + os.getpid() % 50
-    seg = NodeProcess("segformer_node", "segformer_node", {
-        "model_path": str(args.model.resolve()), "levels_path": str(args.levels.resolve()),
-        "input_type": "compressed", "latency_model": "profiled", "mode": "auto",
-        "latency_options": json.dumps({"cache_dir": str(cache), "frame_hw": list(val.images[0].shape[:2])}),
-        "publish_color": False,
-        "default_budget_ms": 1000.0, "budget_timeout_s": 1.0}, domain, args.out / "logs",
-        remaps={"image": "/camera/image_raw/compressed"})
+    seg = NodeProcess(
+        "segformer_node",
+        "segformer_node",
+        {
+            "model_path": str(args.model.resolve()),
+            "levels_path": str(args.levels.resolve()),
+            "input_type": "compressed",
+            "latency_model": "profiled",
+            "mode": "auto",
+            "latency_options": json.dumps(
+                {"cache_dir": str(cache), "frame_hw": list(val.images[0].shape[:2])}
+            ),
+            "publish_color": False,
+            "default_budget_ms": 1000.0,
+            "budget_timeout_s": 1.0,
+        },
+        domain,
+        args.out / "logs",
+        remaps={"image": "/camera/image_raw/compressed"},
+    )
     bench = Bench(domain, frames, val.labels, args.camera_hz)
     monitor = None
     results: dict = {}
@@ -207,27 +264,47 @@ def main(argv=None) -> int:
                 raise SystemExit("segformer_node did not start")
             bench.spin(0.2)
         bench.spin(2.0)
-        # "Full-level latency" is what the full model takes on these frames in this node (camera-size
-        # resize and mask upsampling included), not the level table's figure at the model's input size.
+        # "Full-level latency" is what the full model takes on these frames in this node
+        # (camera-size resize and mask upsampling included), not the level table's figure at
+        # the model's input size.
         bench.set_params("segformer_node", {"mode": "fixed", "skip_level": 0})
-        full_ms = statistics.median(bench.run(min(10.0, args.seconds), lambda t: 1000.0)["measured"])
+        full_ms = statistics.median(
+            bench.run(min(10.0, args.seconds), lambda t: 1000.0)["measured"]
+        )
         bench.set_params("segformer_node", {"mode": "fixed", "skip_level": len(levels) - 1})
-        fastest_ms = statistics.median(bench.run(min(10.0, args.seconds), lambda t: 1000.0)["measured"])
+        fastest_ms = statistics.median(
+            bench.run(min(10.0, args.seconds), lambda t: 1000.0)["measured"]
+        )
         lo, hi = trace_range(full_ms, fastest_ms)
-        print(f"full level on these frames: {full_ms:.1f} ms (table: {levels[0].latency_ms} ms); fastest "
-              f"{fastest_ms:.1f} ms (table: {levels[-1].latency_ms} ms); traces {lo:.1f}-{hi:.1f} ms",
-              file=sys.stderr)
+        print(
+            f"full level on these frames: {full_ms:.1f} ms (table: {levels[0].latency_ms} ms); "
+            f"fastest {fastest_ms:.1f} ms (table: {levels[-1].latency_ms} ms); "
+            f"traces {lo:.1f}-{hi:.1f} ms",
+            file=sys.stderr,
+        )
         runs = [(trace, "auto", None) for trace in args.traces]
         runs += [("sine", "fixed", k) for k in range(len(levels))]
         runs += [(trace, "fixed", 0) for trace in args.traces if trace != "sine"]
         for trace, mode, level in runs:
-            bench.set_params("segformer_node", {"mode": mode, **({"skip_level": level} if level is not None else {})})
+            bench.set_params(
+                "segformer_node",
+                {"mode": mode, **({"skip_level": level} if level is not None else {})},
+            )
             label = f"{trace}/{mode}" + (f"/{level}" if level is not None else "")
             if trace == "burst":
                 if monitor is None:
-                    monitor = NodeProcess("load_monitor_node", "load_monitor_node", {
-                        "target_rate_hz": args.camera_hz, "publish_rate_hz": 5.0, "perception_pid": seg.pid,
-                        "max_budget_ms": round(full_ms, 1)}, domain, args.out / "logs")
+                    monitor = NodeProcess(
+                        "load_monitor_node",
+                        "load_monitor_node",
+                        {
+                            "target_rate_hz": args.camera_hz,
+                            "publish_rate_hz": 5.0,
+                            "perception_pid": seg.pid,
+                            "max_budget_ms": round(full_ms, 1),
+                        },
+                        domain,
+                        args.out / "logs",
+                    )
                     bench.spin(3.0)
                 procs = cpu_burst(args.seconds / 2, max(1, (os.cpu_count() or 2) // 2))
                 row = bench.run(args.seconds, lambda t: None)
@@ -237,11 +314,18 @@ def main(argv=None) -> int:
                 if monitor is not None:
                     monitor.stop()
                     monitor = None
-                row = bench.run(args.seconds, lambda t, k=trace: trace_budget(k, t, args.seconds, lo, hi))
+                row = bench.run(
+                    args.seconds, lambda t, k=trace: trace_budget(k, t, args.seconds, lo, hi)
+                )
             results[label] = row
-            print(f"{label:16} processed {row['processed']:4d}/{row['sent']:4d}  miss {row['miss_pct']:5.1f}%  "
-                  f"mIoU {row['miou']:6.2f}  dropped {row['dropped']:4d}  mean level {row['mean_level']}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{label:16} processed {row['processed']:4d}/{row['sent']:4d}  "
+                f"miss {row['miss_pct']:5.1f}%  "
+                f"mIoU {row['miou']:6.2f}  dropped {row['dropped']:4d}  "
+                f"mean level {row['mean_level']}",
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         bench.close()
         if monitor is not None:
@@ -251,32 +335,56 @@ def main(argv=None) -> int:
     select_ms = selection_overhead_ms(args.model, args.levels, cache)
     (args.out / "runs.json").write_text(json.dumps(results, indent=1))
     _plot(results, args.out, args.traces)
-    print(f"\nBudget tracking, CamVid val at {args.camera_hz:g} Hz, {args.seconds:g} s per run, "
-          f"full level {full_ms:.1f} ms, fastest {fastest_ms:.1f} ms (measured on these frames), "
-          f"traces {lo:.1f}-{hi:.1f} ms")
-    print(f"{'trace':8} {'mode':12} {'miss %':>7} {'mIoU':>7} {'dropped':>8} {'processed':>9} {'mean level':>10}")
+    print(
+        f"\nBudget tracking, CamVid val at {args.camera_hz:g} Hz, {args.seconds:g} s per run, "
+        f"full level {full_ms:.1f} ms, fastest {fastest_ms:.1f} ms (measured on these frames), "
+        f"traces {lo:.1f}-{hi:.1f} ms"
+    )
+    print(
+        f"{'trace':8} {'mode':12} {'miss %':>7} {'mIoU':>7} {'dropped':>8} {'processed':>9} "
+        f"{'mean level':>10}"
+    )
     for label, row in results.items():
         trace, mode, *level = label.split("/")
         name = mode + (f" L{level[0]}" if level else "")
-        print(f"{trace:8} {name:12} {row['miss_pct']:7.1f} {row['miou']:7.2f} {row['dropped']:8d} "
-              f"{row['processed']:9d} {row['mean_level']!s:>10}")
+        print(
+            f"{trace:8} {name:12} {row['miss_pct']:7.1f} {row['miou']:7.2f} {row['dropped']:8d} "
+            f"{row['processed']:9d} {row['mean_level']!s:>10}"
+        )
     print(f"selection overhead: {select_ms:.3f} ms per frame (median)")
     dyn = results.get("sine/auto", {})
-    print(json.dumps({"full_ms": round(full_ms, 1), "fastest_ms": round(fastest_ms, 1),
-                      "trace_ms": [round(lo, 1), round(hi, 1)],
-                      "dynamic": {k: dyn.get(k) for k in ("miss_pct", "miou", "dropped")},
-                      "static": [{"level": k, "miss_pct": results[f"sine/fixed/{k}"]["miss_pct"],
-                                  "miou": results[f"sine/fixed/{k}"]["miou"]} for k in range(len(levels))],
-                      "select_ms": round(select_ms, 4),
-                      "traces": {label: {k: row[k] for k in ("miss_pct", "miou", "dropped")}
-                                 for label, row in results.items()}}))
+    print(
+        json.dumps(
+            {
+                "full_ms": round(full_ms, 1),
+                "fastest_ms": round(fastest_ms, 1),
+                "trace_ms": [round(lo, 1), round(hi, 1)],
+                "dynamic": {k: dyn.get(k) for k in ("miss_pct", "miou", "dropped")},
+                "static": [
+                    {
+                        "level": k,
+                        "miss_pct": results[f"sine/fixed/{k}"]["miss_pct"],
+                        "miou": results[f"sine/fixed/{k}"]["miou"],
+                    }
+                    for k in range(len(levels))
+                ],
+                "select_ms": round(select_ms, 4),
+                "traces": {
+                    label: {k: row[k] for k in ("miss_pct", "miou", "dropped")}
+                    for label, row in results.items()
+                },
+            }
+        )
+    )
     return 0
 
 
 def _plot(results: dict, out: Path, traces: list[str]) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(len(traces), 1, figsize=(10, 2.6 * len(traces)), squeeze=False)
     for ax, trace in zip(axes[:, 0], traces):
         auto = results.get(f"{trace}/auto")

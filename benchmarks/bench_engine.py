@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Engine benchmark: our SegFormer vs Hugging Face transformers on identical weights and input.
 
     make bench-engine            # or: python benchmarks/bench_engine.py --runs 10
@@ -8,33 +9,39 @@ alternate, and the median of ``--runs`` calls is reported. Also prints the
 MAC counter's error against the SegFormer paper and the wall time of a few
 skip configurations (skipped work is not computed). Ends with one JSON line.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hostload import HostLoad  # noqa: E402
-from dynvit_ros.checkpoint import load_model  # noqa: E402
-from dynvit_ros.macs import PAPER_ADE20K_GMACS, mac_report  # noqa: E402
-from dynvit_ros.model import VARIANTS  # noqa: E402
-from dynvit_ros.skip import FULL, SkipConfig  # noqa: E402
 
+from dynvit_ros.engine.checkpoint import load_model  # noqa: E402
+from dynvit_ros.engine.macs import PAPER_ADE20K_GMACS, mac_report  # noqa: E402
+from dynvit_ros.engine.model import VARIANTS  # noqa: E402
+from dynvit_ros.engine.skip import FULL, SkipConfig  # noqa: E402
 
 
 def hf_and_ours(variant: str, num_labels: int = 150):
     from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
     spec = VARIANTS[variant]
-    config = SegformerConfig(hidden_sizes=list(spec.embed_dims), depths=list(spec.depths),
-                             decoder_hidden_size=spec.decoder_dim, num_labels=num_labels)
+    config = SegformerConfig(
+        hidden_sizes=list(spec.embed_dims),
+        depths=list(spec.depths),
+        decoder_hidden_size=spec.decoder_dim,
+        num_labels=num_labels,
+    )
     torch.manual_seed(0)
     hf = SegformerForSemanticSegmentation(config).eval()
     with tempfile.TemporaryDirectory() as folder:
@@ -89,32 +96,53 @@ def report(args) -> dict:
         rows.append((variant, size, med["ours"], med["hf"], ratio, diff))
         if size == (512, 512):
             ratio_512[variant] = round(ratio, 3)
-        print(f"{variant} {size[0]}x{size[1]}: ours {med['ours']:.1f} ms, hf {med['hf']:.1f} ms, "
-              f"ratio {ratio:.3f}, max|diff| {diff:.2e}", file=sys.stderr, flush=True)
+        print(
+            f"{variant} {size[0]}x{size[1]}: ours {med['ours']:.1f} ms, hf {med['hf']:.1f} ms, "
+            f"ratio {ratio:.3f}, max|diff| {diff:.2e}",
+            file=sys.stderr,
+            flush=True,
+        )
         if variant != "b0":
             models.pop(variant)
 
-    print("\nFull model, CPU, %d threads, median of %d runs after warm-up" % (args.threads, args.runs))
+    print(
+        "\nFull model, CPU, %d threads, median of %d runs after warm-up"
+        % (args.threads, args.runs)
+    )
     print(f"{'variant':8} {'input':>9} {'ours ms':>9} {'HF ms':>9} {'ratio':>6} {'max|diff|':>10}")
     for variant, size, ours_ms, hf_ms, ratio, diff in rows:
-        print(f"{variant:8} {size[0]:>4}x{size[1]:<4} {ours_ms:9.1f} {hf_ms:9.1f} {ratio:6.3f} {diff:10.2e}")
+        print(
+            f"{variant:8} {size[0]:>4}x{size[1]:<4} {ours_ms:9.1f} {hf_ms:9.1f} {ratio:6.3f} "
+            f"{diff:10.2e}"
+        )
 
     gmacs_error = {}
-    print(f"\nMAC counter vs SegFormer paper (ADE20K, 150 classes)")
-    print(f"{'variant':8} {'input':>7} {'paper G':>8} {'counted G':>10} {'error %':>8} {'executed G':>11}")
+    print("\nMAC counter vs SegFormer paper (ADE20K, 150 classes)")
+    print(
+        f"{'variant':8} {'input':>7} {'paper G':>8} {'counted G':>10} {'error %':>8} "
+        f"{'executed G':>11}"
+    )
     for variant, (paper, size) in PAPER_ADE20K_GMACS.items():
         report = mac_report(VARIANTS[variant], 150, (size, size))
         gmacs_error[variant] = round(100 * (report.reference_gmacs / paper - 1), 2)
-        print(f"{variant:8} {size:>7} {paper:8.1f} {report.reference_gmacs:10.2f} {gmacs_error[variant]:8.2f} "
-              f"{report.executed_gmacs:11.2f}")
+        print(
+            f"{variant:8} {size:>7} {paper:8.1f} {report.reference_gmacs:10.2f} "
+            f"{gmacs_error[variant]:8.2f} "
+            f"{report.executed_gmacs:11.2f}"
+        )
 
     hf, ours = models["b0"]
     x = torch.randn(1, 3, 360, 480)
     last = [(s, d - 1) for s, d in enumerate(VARIANTS["b0"].depths)]
-    configs = [FULL, SkipConfig(name="attn-last", skip_attention=last),
-               SkipConfig(name="dw-all", skip_dwconv=[(s, b) for s in range(4) for b in range(2)]),
-               SkipConfig(name="block-last", skip_block=last), SkipConfig(name="drop4", decoder_drop=[3]),
-               SkipConfig(name="fuse8", fuse_stride=8), SkipConfig(name="scale0.5", input_scale=0.5)]
+    configs = [
+        FULL,
+        SkipConfig(name="attn-last", skip_attention=last),
+        SkipConfig(name="dw-all", skip_dwconv=[(s, b) for s in range(4) for b in range(2)]),
+        SkipConfig(name="block-last", skip_block=last),
+        SkipConfig(name="drop4", decoder_drop=[3]),
+        SkipConfig(name="fuse8", fuse_stride=8),
+        SkipConfig(name="scale0.5", input_scale=0.5),
+    ]
     med = time_pair({c.name: (lambda c=c: ours(x, c)) for c in configs}, args.runs)
     print("\nSkip configurations, B0 360x480 (ours)")
     print(f"{'config':12} {'ms':>8} {'GMACs':>7}")
@@ -123,9 +151,16 @@ def report(args) -> dict:
         print(f"{c.name:12} {med[c.name]:8.1f} {g:7.2f}")
 
     b0 = rows[0]
-    return {"variant": "b0", "size": [360, 480], "ours_ms": round(b0[2], 2), "hf_ms": round(b0[3], 2),
-            "ratio": round(b0[4], 3), "ratio_512": ratio_512, "max_abs_diff": max_diff,
-            "gmacs_error_pct": gmacs_error}
+    return {
+        "variant": "b0",
+        "size": [360, 480],
+        "ours_ms": round(b0[2], 2),
+        "hf_ms": round(b0[3], 2),
+        "ratio": round(b0[4], 3),
+        "ratio_512": ratio_512,
+        "max_abs_diff": max_diff,
+        "gmacs_error_pct": gmacs_error,
+    }
 
 
 if __name__ == "__main__":

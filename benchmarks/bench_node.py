@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """segformer_node under a camera that is faster than the model: queue, drops, memory, overhead.
 
     python benchmarks/bench_node.py [--rate 30] [--duration 60] [--model M --levels L --level 0]
@@ -19,16 +20,17 @@ Without --model it uses a random-weight SegFormer-B0 at 360x480 (the timing
 does not depend on the weights). Writes outputs/bench_node.json and prints
 one JSON line last.
 """
+
 from __future__ import annotations
 
 import argparse
 import array
 import json
+from pathlib import Path
 import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import psutil
@@ -41,15 +43,20 @@ H, W = 360, 480
 
 
 def _random_model(folder: Path) -> tuple[str, str]:
-    from dynvit_ros.checkpoint import ModelMetadata, save_checkpoint
-    from dynvit_ros.model import build_segformer
-    from dynvit_ros.skip import FULL, SkipConfig
-    from dynvit_ros.skip_levels import LevelTable
+    from dynvit_ros.engine.checkpoint import ModelMetadata, save_checkpoint
+    from dynvit_ros.engine.levels import LevelTable
+    from dynvit_ros.engine.model import build_segformer
+    from dynvit_ros.engine.skip import FULL, SkipConfig
+
     model = build_segformer("b0", 11)
-    path = save_checkpoint(folder / "bench_b0.safetensors", model,
-                           ModelMetadata(variant="b0", num_classes=11, input_size=[H, W]))
+    path = save_checkpoint(
+        folder / "bench_b0.safetensors",
+        model,
+        ModelMetadata(variant="b0", num_classes=11, input_size=[H, W]),
+    )
     levels = LevelTable.from_configs([FULL, SkipConfig(name="s0.5", input_scale=0.5)]).save(
-        folder / "bench_b0.levels.yaml")
+        folder / "bench_b0.levels.yaml"
+    )
     return str(path), str(levels)
 
 
@@ -62,12 +69,11 @@ def _quantiles(values: list[float]) -> dict:
 
 def overhead_breakdown(num_classes: int = 11, repeats: int = 30) -> dict:
     """Per-frame costs of the node's own work at 480x360, measured in this process."""
+    from sensor_msgs.msg import Image
     import torch
 
-    from dynvit_ros.image_io import to_image_msg, to_rgb
-    from dynvit_ros.model import logits_to_masks
-    from dynvit_ros.runtime import colorize, palette_array
-    from sensor_msgs.msg import Image
+    from dynvit_ros.engine.masks import colorize, logits_to_masks, palette_array
+    from dynvit_ros.ros.image_io import to_image_msg, to_rgb
 
     frame = ros_harness.make_frame(H, W)
     msg = Image(height=H, width=W, encoding="bgr8", step=W * 3)
@@ -96,7 +102,9 @@ def overhead_breakdown(num_classes: int = 11, repeats: int = 30) -> dict:
         }
         common = sum(parts.values())
         for mode in ("logits", "mask"):  # the node's mask_upsampling parameter
-            parts[f"upsample_argmax_{mode}_ms"] = timed(lambda m=mode: logits_to_masks(logits, (H, W), m))
+            parts[f"upsample_argmax_{mode}_ms"] = timed(
+                lambda m=mode: logits_to_masks(logits, (H, W), m)
+            )
     parts = {k: round(v, 3) for k, v in parts.items()}
     for mode in ("logits", "mask"):
         parts[f"total_{mode}_ms"] = round(common + parts[f"upsample_argmax_{mode}_ms"], 3)
@@ -128,11 +136,22 @@ def main(argv=None) -> int:
     model, levels = (args.model, args.levels or "") if args.model else _random_model(workdir)
     domain = ros_harness.next_domain_id()
     node = ros_harness.NodeProcess(
-        "segformer_node", "bench_seg",
-        {"model_path": model, "levels_path": levels, "mode": "fixed", "skip_level": args.level,
-         "num_threads": args.threads, "latency_model": "accelerator", "publish_color": True,
-         "diagnostics_period_s": 0.5},
-        domain, workdir, remaps={"image": "/bench/image"})
+        "segformer_node",
+        "bench_seg",
+        {
+            "model_path": model,
+            "levels_path": levels,
+            "mode": "fixed",
+            "skip_level": args.level,
+            "num_threads": args.threads,
+            "latency_model": "accelerator",
+            "publish_color": True,
+            "diagnostics_period_s": 0.5,
+        },
+        domain,
+        workdir,
+        remaps={"image": "/bench/image"},
+    )
     client = ros_harness.RosClient(domain)
     try:
         pub = client.node.create_publisher(Image, "/bench/image", qos_profile_sensor_data)
@@ -163,13 +182,15 @@ def main(argv=None) -> int:
             if now >= next_frame:
                 publish()
                 next_frame += period
-                if now - next_frame > 1.0:   # fell far behind: do not burst
+                if now - next_frame > 1.0:  # fell far behind: do not burst
                     next_frame = now + period
             if now >= next_mem:
                 memory.append((now - start, proc.memory_info().rss / 2**20))
                 next_mem += 1.0
-            client.executor.spin_once(timeout_sec=max(0.0, min(next_frame, next_mem) - time.monotonic()))
-        client.spin_for(3.0)   # the last result and diagnostics
+            client.executor.spin_once(
+                timeout_sec=max(0.0, min(next_frame, next_mem) - time.monotonic())
+            )
+        client.spin_for(3.0)  # the last result and diagnostics
         diag = ros_harness.diagnostics_values(diags, "bench_seg: segmentation") or {}
     finally:
         client.close()
@@ -180,45 +201,69 @@ def main(argv=None) -> int:
     own = [s.total_ms - s.measured_ms for s in stats]
     received, processed = int(diag.get("frames_received", 0)), int(diag.get("frames_processed", 0))
     dropped = int(diag.get("frames_dropped", 0))
-    t, rss = (np.array([m[0] for m in memory]), np.array([m[1] for m in memory]))
+    rss = np.array([m[1] for m in memory])
     third = len(rss) // 3
     # The allocator makes RSS a sawtooth: compare the middle and last thirds (after warm-up).
-    growth = float(np.median(rss[-third:]) - np.median(rss[third:2 * third])) if third >= 3 else float("nan")
+    growth = (
+        float(np.median(rss[-third:]) - np.median(rss[third : 2 * third]))
+        if third >= 3
+        else float("nan")
+    )
     result = {
-        "rate_hz": args.rate, "duration_s": args.duration, "input": f"{W}x{H} bgr8",
-        "level": args.level, "node_exit": rc,
-        "frames": {"sent": sent[0], "received": received, "processed": processed, "dropped": dropped,
-                   "lost_in_transport": sent[0] - received,
-                   "unaccounted": received - processed - dropped,
-                   "dropped_in_stats": int(sum(s.frames_dropped for s in stats))},
+        "rate_hz": args.rate,
+        "duration_s": args.duration,
+        "input": f"{W}x{H} bgr8",
+        "level": args.level,
+        "node_exit": rc,
+        "frames": {
+            "sent": sent[0],
+            "received": received,
+            "processed": processed,
+            "dropped": dropped,
+            "lost_in_transport": sent[0] - received,
+            "unaccounted": received - processed - dropped,
+            "dropped_in_stats": int(sum(s.frames_dropped for s in stats)),
+        },
         "processed_rate_hz": round(processed / args.duration, 2),
         "infer_ms": _quantiles([s.measured_ms for s in stats]),
-        "frame_age_ms": {"first_quarter": _quantiles(ages[:quarter]), "last_quarter": _quantiles(ages[-quarter:])},
-        "memory_mb": {"start": round(float(rss[0]), 1) if len(rss) else None,
-                      "end": round(float(rss[-1]), 1) if len(rss) else None,
-                      "max": round(float(rss.max()), 1) if len(rss) else None,
-                      "median_last_minus_middle_third": round(growth, 1),
-                      "series_1hz": [round(float(v), 1) for v in rss]},
+        "frame_age_ms": {
+            "first_quarter": _quantiles(ages[:quarter]),
+            "last_quarter": _quantiles(ages[-quarter:]),
+        },
+        "memory_mb": {
+            "start": round(float(rss[0]), 1) if len(rss) else None,
+            "end": round(float(rss[-1]), 1) if len(rss) else None,
+            "max": round(float(rss.max()), 1) if len(rss) else None,
+            "median_last_minus_middle_third": round(growth, 1),
+            "series_1hz": [round(float(v), 1) for v in rss],
+        },
         "node_overhead_ms": _quantiles(own),
         "overhead_breakdown_480x360": overhead_breakdown(),
     }
-    ok_queue = (result["frame_age_ms"]["last_quarter"].get("p50", 0)
-                <= 2.0 * result["frame_age_ms"]["first_quarter"].get("p50", 1) + 50)
+    ok_queue = (
+        result["frame_age_ms"]["last_quarter"].get("p50", 0)
+        <= 2.0 * result["frame_age_ms"]["first_quarter"].get("p50", 1) + 50
+    )
     result["checks"] = {
         "no_queue_growth": bool(ok_queue),
         "drops_counted": abs(result["frames"]["unaccounted"]) <= 1
-                         and result["frames"]["dropped_in_stats"] <= dropped,
+        and result["frames"]["dropped_in_stats"] <= dropped,
         "memory_flat": bool(growth < 20.0) if growth == growth else None,
         "overhead_le_5ms": result["node_overhead_ms"].get("p50", 99) <= 5.0,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"sent {sent[0]} frames at {args.rate} Hz for {args.duration:.0f} s; node received {received}, "
-          f"processed {processed} ({result['processed_rate_hz']} Hz), dropped {dropped}")
-    print(f"inference {result['infer_ms']}; frame age first/last quarter "
-          f"{result['frame_age_ms']['first_quarter'].get('p50')} / "
-          f"{result['frame_age_ms']['last_quarter'].get('p50')} ms")
+    print(
+        f"sent {sent[0]} frames at {args.rate} Hz for {args.duration:.0f} s; "
+        f"node received {received}, "
+        f"processed {processed} ({result['processed_rate_hz']} Hz), dropped {dropped}"
+    )
+    print(
+        f"inference {result['infer_ms']}; frame age first/last quarter "
+        f"{result['frame_age_ms']['first_quarter'].get('p50')} / "
+        f"{result['frame_age_ms']['last_quarter'].get('p50')} ms"
+    )
     mem = {k: v for k, v in result["memory_mb"].items() if k != "series_1hz"}
     print(f"node RSS MB {mem}; node overhead per frame {result['node_overhead_ms']}")
     print(f"overhead breakdown at 480x360: {result['overhead_breakdown_480x360']}")

@@ -1,14 +1,16 @@
+# SPDX-License-Identifier: Apache-2.0
 """How busy the rest of the host was while a benchmark ran.
 
 Timings on a shared machine depend on what else runs there; benchmarks print
 this next to their figures so two runs can be compared. Linux only (reads
 ``/proc/stat``); elsewhere the report is empty.
 """
+
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
+import time
 
 _STAT = Path("/proc/stat")
 
@@ -22,8 +24,12 @@ def _snapshot() -> tuple[float, float, float, float] | None:
     tick = os.sysconf("SC_CLK_TCK")
     user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
     own = os.times()
-    return (time.monotonic(), (user + nice + system + irq + softirq) / tick, steal / tick,
-            own.user + own.system + own.children_user + own.children_system)
+    return (
+        time.monotonic(),
+        (user + nice + system + irq + softirq) / tick,
+        steal / tick,
+        own.user + own.system + own.children_user + own.children_system,
+    )
 
 
 class HostLoad:
@@ -43,5 +49,7 @@ class HostLoad:
             return {}
         wall, busy, steal, own = (b - a for a, b in zip(self._start, self._end))
         capacity = max(wall, 1e-9) * (os.cpu_count() or 1)
-        return {"other_cpu_pct": round(100.0 * max(0.0, busy - own) / capacity, 1),
-                "steal_pct": round(100.0 * steal / capacity, 1)}
+        return {
+            "other_cpu_pct": round(100.0 * max(0.0, busy - own) / capacity, 1),
+            "steal_pct": round(100.0 * steal / capacity, 1),
+        }

@@ -1,9 +1,11 @@
+# SPDX-License-Identifier: Apache-2.0
 """Where the package's data files are: msg/, config/ and models/.
 
 Installed with colcon they live in the ament share directory; a pip install or
 a source checkout has them next to the Python package. Pure Python, no ROS
 import unless ament_index_python is there to ask.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,10 +17,12 @@ SOURCE_ROOT = Path(__file__).resolve().parents[1]
 
 def share_dirs() -> list[Path]:
     """Roots to look in, first match wins: the ament share directory, a
-    ``<prefix>/share/dynvit_ros`` above this module, then the source tree."""
+    ``<prefix>/share/dynvit_ros`` above this module, then the source tree.
+    """
     dirs = []
     try:
         from ament_index_python.packages import get_package_share_directory
+
         dirs.append(Path(get_package_share_directory(PACKAGE)))
     except Exception:  # no ament index, or the package is not in it: a source or pip install
         pass
@@ -35,7 +39,8 @@ def data_dirs(relative: str) -> list[Path]:
 
 def resolve_path(path: str | os.PathLike) -> Path:
     """A user-given path: absolute, relative to the working directory, or relative to the
-    package's share directory (``models/...``, ``config/...``). Unfound paths come back as given."""
+    package's share directory (``models/...``, ``config/...``). Unfound paths come back as given.
+    """
     candidate = Path(os.path.expanduser(str(path)))
     if candidate.is_absolute() or candidate.exists():
         return candidate

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Shared fixtures: a tiny random-weight SegFormer-B0 checkpoint and the ROS test harness.
 
 Run with the `pytest` console script after `source tools/env.sh` (or via
@@ -6,24 +7,27 @@ the one imported. Without an install space the source tree is used, and the
 tests that need ROS nodes skip, unless DYNVIT_REQUIRE_ROS=1 (set by `make
 test`) turns that skip into a failure.
 """
+
 from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 from pathlib import Path
+import sys
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))   # ros_harness
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # ros_harness
 if importlib.util.find_spec("dynvit_ros") is None:
     sys.path.append(str(REPO))
 import dynvit_ros  # noqa: E402
 
 # `python -m pytest` puts the source tree first, whose dynvit_ros has no
 # generated msg module: take that from the install space (same sources).
-_INSTALLED = sorted((REPO / "install" / "dynvit_ros" / "lib").glob("python3*/site-packages/dynvit_ros"))
+_INSTALLED = sorted(
+    (REPO / "install" / "dynvit_ros" / "lib").glob("python3*/site-packages/dynvit_ros")
+)
 if _INSTALLED and importlib.util.find_spec("dynvit_ros.msg") is None:
     dynvit_ros.__path__.append(str(_INSTALLED[0]))
 
@@ -31,7 +35,6 @@ if _INSTALLED and importlib.util.find_spec("dynvit_ros.msg") is None:
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 import ros_harness  # noqa: E402
-
 from ros_harness import INPUT_HW, PALETTE  # noqa: E402
 
 NUM_CLASSES = len(PALETTE)
@@ -39,7 +42,9 @@ NUM_CLASSES = len(PALETTE)
 
 def pytest_report_header(config):
     has_msg = importlib.util.find_spec("dynvit_ros.msg") is not None
-    return f"dynvit_ros from {list(dynvit_ros.__path__)} (msg module: {'yes' if has_msg else 'no'})"
+    return (
+        f"dynvit_ros from {list(dynvit_ros.__path__)} (msg module: {'yes' if has_msg else 'no'})"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -47,25 +52,33 @@ def tiny_model(tmp_path_factory) -> dict:
     """A SegFormer-B0 with random weights at 120x160 and a three-level skip table."""
     import torch
 
-    from dynvit_ros.checkpoint import ModelMetadata, save_checkpoint
-    from dynvit_ros.model import VARIANTS, build_segformer
-    from dynvit_ros.skip import FULL, SkipConfig
-    from dynvit_ros.skip_levels import LevelTable
+    from dynvit_ros.engine.checkpoint import ModelMetadata, save_checkpoint
+    from dynvit_ros.engine.levels import LevelTable
+    from dynvit_ros.engine.model import VARIANTS, build_segformer
+    from dynvit_ros.engine.skip import FULL, SkipConfig
 
     folder = tmp_path_factory.mktemp("model")
     torch.manual_seed(0)
     model = build_segformer("b0", NUM_CLASSES)
-    meta = ModelMetadata(variant="b0", num_classes=NUM_CLASSES,
-                         class_names=["void", "road", "tree", "sky", "car"], palette=PALETTE,
-                         input_size=list(INPUT_HW))
+    meta = ModelMetadata(
+        variant="b0",
+        num_classes=NUM_CLASSES,
+        class_names=["void", "road", "tree", "sky", "car"],
+        palette=PALETTE,
+        input_size=list(INPUT_HW),
+    )
     checkpoint = save_checkpoint(folder / "tiny_b0.safetensors", model, meta)
     depths = VARIANTS["b0"].depths
     last = [(s, depths[s] - 1) for s in range(4)]
-    levels = LevelTable.from_configs([
-        FULL,
-        SkipConfig(name="attn-last", skip_attention=last),
-        SkipConfig(name="block-last+fuse8+s0.5", skip_block=[(3, 1)], fuse_stride=8, input_scale=0.5),
-    ]).save(folder / "tiny_b0.levels.yaml")
+    levels = LevelTable.from_configs(
+        [
+            FULL,
+            SkipConfig(name="attn-last", skip_attention=last),
+            SkipConfig(
+                name="block-last+fuse8+s0.5", skip_block=[(3, 1)], fuse_stride=8, input_scale=0.5
+            ),
+        ]
+    ).save(folder / "tiny_b0.levels.yaml")
     return {"model_path": str(checkpoint), "levels_path": str(levels), "dir": folder}
 
 
@@ -100,7 +113,9 @@ def ros(tmp_path, request):
         rc = proc.stop()
         report = getattr(request.node, "rep_call", None)
         if report is None or report.failed:
-            print(f"\n----- {proc.name} (exit {rc}): {' '.join(proc.cmd)}\n{proc.output()[-6000:]}")
+            print(
+                f"\n----- {proc.name} (exit {rc}): {' '.join(proc.cmd)}\n{proc.output()[-6000:]}"
+            )
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,12 +1,16 @@
+# SPDX-License-Identifier: Apache-2.0
 """Budget validation, level selection with hysteresis, and the load-to-budget policy."""
+
 import math
 
 import pytest
 
-from dynvit_ros.budget_policy import LevelSelector, LoadBudgetPolicy, validate_budget
+from dynvit_ros.budget.policy import LevelSelector, LoadBudgetPolicy, validate_budget
 
 
-@pytest.mark.parametrize("bad", [float("nan"), -1.0, 0.0, float("inf"), "fast", None])
+@pytest.mark.parametrize(
+    "bad", [float("nan"), -1.0, 0.0, 1.4e-45, 6.1e4, float("inf"), "fast", None]
+)
 def test_bad_budgets_are_rejected(bad):
     with pytest.raises(ValueError):
         validate_budget(bad)
@@ -25,7 +29,8 @@ def test_selector_goes_down_at_once_and_up_only_after_hysteresis():
     sel = LevelSelector(4, hysteresis_frames=2, up_margin=0.9)
     assert sel.select(predicted, 200.0) == 0
     assert sel.select(predicted, 55.0) == 2
-    # A budget on the edge of level 1 never moves up (margin); a generous one does on the 2nd frame.
+    # A budget on the edge of level 1 never moves up (margin); a generous one does on the 2nd
+    # frame.
     assert [sel.select(predicted, 72.0) for _ in range(5)] == [2] * 5
     assert [sel.select(predicted, 150.0) for _ in range(3)] == [2, 0, 0]
 
@@ -46,7 +51,9 @@ def test_selector_leaves_a_level_that_no_longer_fits_even_when_predictions_are_n
 
 
 def test_load_policy_follows_headroom_and_clamps():
-    policy = LoadBudgetPolicy(target_rate_hz=10.0, min_budget_ms=20.0, reserve=0.0, alpha_down=1.0, alpha_up=1.0)
+    policy = LoadBudgetPolicy(
+        target_rate_hz=10.0, min_budget_ms=20.0, reserve=0.0, alpha_down=1.0, alpha_up=1.0
+    )
     assert policy.update(0.0) == pytest.approx(100.0)
     assert policy.update(0.5) == pytest.approx(50.0)
     assert policy.update(0.99) == pytest.approx(20.0)

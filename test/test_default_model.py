@@ -1,14 +1,16 @@
+# SPDX-License-Identifier: Apache-2.0
 """The shipped default model (CamVid SegFormer-B0) and its calibrated skip-level table."""
+
 from pathlib import Path
 
 import pytest
 import torch
 
-from dynvit_ros import camvid
-from dynvit_ros.checkpoint import load_model
-from dynvit_ros.evaluate import evaluate_miou
-from dynvit_ros.skip import FULL
-from dynvit_ros.skip_levels import LevelTable
+from dynvit_ros.engine.checkpoint import load_model
+from dynvit_ros.engine.levels import LevelTable
+from dynvit_ros.engine.skip import FULL
+from dynvit_ros.training import camvid
+from dynvit_ros.training.evaluate import evaluate_miou
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "segformer_b0_camvid.safetensors"
@@ -24,7 +26,9 @@ def shipped():
 def test_weights_are_small_fp16_with_metadata(shipped):
     model, meta, _ = shipped
     assert MODEL.stat().st_size < 10e6
-    assert meta.variant == "b0" and meta.num_classes == 11 and meta.class_names == camvid.CLASS_NAMES
+    assert (
+        meta.variant == "b0" and meta.num_classes == 11 and meta.class_names == camvid.CLASS_NAMES
+    )
     assert len(meta.palette) == 11 and meta.input_size == [240, 320]
     assert "CC BY-NC 4.0" in meta.provenance["data_license"]
     assert meta.provenance["training_command"].startswith("python -m dynvit_ros.train")

@@ -1,13 +1,21 @@
+# SPDX-License-Identifier: Apache-2.0
 """Checkpoint loading: formats, safe loaders, and errors that say what is wrong."""
+
 import json
 
 import pytest
-import torch
 from safetensors.torch import save_file
+import torch
 
-from dynvit_ros.checkpoint import (CheckpointError, ModelMetadata, load_model, ours_to_mmseg, read_checkpoint,
-                                   save_checkpoint)
-from dynvit_ros.model import build_segformer
+from dynvit_ros.engine.checkpoint import (
+    CheckpointError,
+    ModelMetadata,
+    load_model,
+    ours_to_mmseg,
+    read_checkpoint,
+    save_checkpoint,
+)
+from dynvit_ros.engine.model import build_segformer
 
 
 @pytest.fixture(scope="module")
@@ -17,9 +25,17 @@ def b0():
 
 
 def test_own_format_round_trip_keeps_metadata_and_weights(b0, tmp_path):
-    meta = ModelMetadata(variant="b0", num_classes=11, class_names=[f"c{i}" for i in range(11)],
-                         palette=[[i, i, i] for i in range(11)], input_size=[240, 320],
-                         provenance={"training_command": "python -m dynvit_ros.train", "data_license": "CC BY-NC 4.0"})
+    meta = ModelMetadata(
+        variant="b0",
+        num_classes=11,
+        class_names=[f"c{i}" for i in range(11)],
+        palette=[[i, i, i] for i in range(11)],
+        input_size=[240, 320],
+        provenance={
+            "training_command": "python -m dynvit_ros.training.train",
+            "data_license": "CC BY-NC 4.0",
+        },
+    )
     path = save_checkpoint(tmp_path / "model.safetensors", b0, meta, dtype=torch.float32)
     model, loaded = load_model(path)
     assert loaded == meta
@@ -41,7 +57,9 @@ def test_fp16_checkpoint_is_small_and_close(b0, tmp_path):
 def test_shape_mismatch_names_the_variant_and_classes(b0, tmp_path):
     path = tmp_path / "b0_11.pth"
     torch.save(ours_to_mmseg(b0.state_dict()), path)
-    with pytest.raises(CheckpointError, match=r"looks like SegFormer-B0 with 11 classes.*B0 with 19 classes"):
+    with pytest.raises(
+        CheckpointError, match=r"looks like SegFormer-B0 with 11 classes.*B0 with 19 classes"
+    ):
         load_model(path, expect_classes=19)
     with pytest.raises(CheckpointError, match=r"looks like SegFormer-B0 with 11 classes"):
         load_model(path, expect_variant="b1")
@@ -98,13 +116,16 @@ class _Payload:
 
     def __reduce__(self):
         import pathlib
+
         return pathlib.Path.touch, (pathlib.Path(self.marker),)
 
 
 def test_pickles_with_code_are_refused_without_running_it(tmp_path):
     marker = tmp_path / "payload_ran"
-    torch.save({"state_dict": {"backbone.norm1.weight": torch.zeros(2)}, "hook": _Payload(marker)},
-               tmp_path / "evil.pth")
+    torch.save(
+        {"state_dict": {"backbone.norm1.weight": torch.zeros(2)}, "hook": _Payload(marker)},
+        tmp_path / "evil.pth",
+    )
     with pytest.raises(CheckpointError, match="not a weights-only checkpoint"):
         read_checkpoint(tmp_path / "evil.pth")
     assert not marker.exists()
@@ -112,7 +133,10 @@ def test_pickles_with_code_are_refused_without_running_it(tmp_path):
 
 def test_a_broken_metadata_header_is_a_clear_error(b0, tmp_path):
     state = {k: v.contiguous() for k, v in b0.state_dict().items()}
-    save_file(state, str(tmp_path / "bad.safetensors"), metadata={"format_tag": "dynvit_ros/segformer/v1",
-                                                                  "dynvit": "{not json"})
+    save_file(
+        state,
+        str(tmp_path / "bad.safetensors"),
+        metadata={"format_tag": "dynvit_ros/segformer/v1", "dynvit": "{not json"},
+    )
     with pytest.raises(CheckpointError, match="bad dynvit metadata"):
         load_model(tmp_path / "bad.safetensors")

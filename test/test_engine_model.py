@@ -1,22 +1,30 @@
+# SPDX-License-Identifier: Apache-2.0
 """The SegFormer engine against Hugging Face transformers, and skipping as real savings."""
+
 import json
 
 import pytest
 import torch
 
-from dynvit_ros.checkpoint import load_model, ours_to_mmseg, read_checkpoint
-from dynvit_ros.macs import PAPER_ADE20K_GMACS, OpKind, count_layers, mac_report, total_macs
-from dynvit_ros.model import VARIANTS, build_segformer
-from dynvit_ros.skip import FULL, SkipConfig
-from dynvit_ros.skip_levels import candidate_configs
+from dynvit_ros.engine.checkpoint import load_model, ours_to_mmseg, read_checkpoint
+from dynvit_ros.engine.levels import candidate_configs
+from dynvit_ros.engine.macs import PAPER_ADE20K_GMACS, OpKind, count_layers, mac_report, total_macs
+from dynvit_ros.engine.model import VARIANTS, build_segformer
+from dynvit_ros.engine.skip import FULL, SkipConfig
 
-transformers = pytest.importorskip("transformers", reason="transformers is the test reference (pip install transformers)")
+transformers = pytest.importorskip(
+    "transformers", reason="transformers is the test reference (pip install transformers)"
+)
 
 
 def _hf_model(variant: str, num_labels: int = 19):
     spec = VARIANTS[variant]
-    config = transformers.SegformerConfig(hidden_sizes=list(spec.embed_dims), depths=list(spec.depths),
-                                          decoder_hidden_size=spec.decoder_dim, num_labels=num_labels)
+    config = transformers.SegformerConfig(
+        hidden_sizes=list(spec.embed_dims),
+        depths=list(spec.depths),
+        decoder_hidden_size=spec.decoder_dim,
+        num_labels=num_labels,
+    )
     torch.manual_seed(0)
     model = transformers.SegformerForSemanticSegmentation(config).eval()
     with torch.no_grad():  # non-trivial batch-norm statistics, so folding them is exercised
@@ -84,7 +92,9 @@ def test_factory_builds_every_variant_from_the_table(variant):
     spec = VARIANTS[variant]
     model = build_segformer(variant, 3)
     assert [len(stage.blocks) for stage in model.encoder.stages] == list(spec.depths)
-    assert [stage.patch_embed.proj.out_channels for stage in model.encoder.stages] == list(spec.embed_dims)
+    assert [stage.patch_embed.proj.out_channels for stage in model.encoder.stages] == list(
+        spec.embed_dims
+    )
     assert model.decoder.fuse.out_channels == spec.decoder_dim
 
 
@@ -96,8 +106,11 @@ def test_unknown_variant_is_a_clear_error():
 def _calls(model, config, x):
     """Names of the modules that actually ran."""
     ran = []
-    handles = [m.register_forward_hook(lambda mod, i, o, n=name: ran.append(n))
-               for name, m in model.named_modules() if name]
+    handles = [
+        m.register_forward_hook(lambda mod, i, o, n=name: ran.append(n))
+        for name, m in model.named_modules()
+        if name
+    ]
     with torch.inference_mode():
         model(x, config)
     for h in handles:
@@ -108,7 +121,9 @@ def _calls(model, config, x):
 def test_skipped_work_is_not_computed():
     model = build_segformer("b0", 5).eval()
     x = torch.randn(1, 3, 64, 96)
-    config = SkipConfig(skip_attention=[(0, 1)], skip_dwconv=[(1, 0)], skip_block=[(2, 1)], decoder_drop=[3])
+    config = SkipConfig(
+        skip_attention=[(0, 1)], skip_dwconv=[(1, 0)], skip_block=[(2, 1)], decoder_drop=[3]
+    )
     ran = _calls(model, config, x)
     assert "encoder.stages.0.blocks.1.attn" not in ran
     assert "encoder.stages.0.blocks.1.ffn" in ran
@@ -124,7 +139,9 @@ def test_skipped_work_is_not_computed():
 def test_mac_counter_sees_the_same_savings():
     spec = VARIANTS["b0"]
     full = total_macs(count_layers(spec, 11, (240, 320)))
-    config = SkipConfig(skip_attention=[(0, 1)], skip_dwconv=[(1, 0)], skip_block=[(2, 1)], decoder_drop=[3])
+    config = SkipConfig(
+        skip_attention=[(0, 1)], skip_dwconv=[(1, 0)], skip_block=[(2, 1)], decoder_drop=[3]
+    )
     layers = count_layers(spec, 11, (240, 320), config)
     names = {layer.name for layer in layers}
     assert "stage1.block1.attn.q" not in names and "stage2.block0.ffn.dwconv" not in names
@@ -137,7 +154,7 @@ def test_mac_counter_sees_the_same_savings():
 def test_executed_decoder_is_cheaper_than_reference():
     report = mac_report(VARIANTS["b2"], 150, (512, 512))
     assert report.executed_gmacs < 0.5 * report.reference_gmacs
-    fuse = [l for l in report.reference if l.name == "decoder.fuse"]
+    fuse = [layer for layer in report.reference if layer.name == "decoder.fuse"]
     assert fuse and fuse[0].kind == OpKind.CONV and fuse[0].k == 4 * 768
 
 
@@ -151,6 +168,14 @@ def test_mac_counter_matches_segformer_paper(variant):
 def test_per_layer_list_is_consumable():
     layers = mac_report(VARIANTS["b0"], 11, (240, 320)).executed
     row = json.loads(json.dumps(layers[0].as_dict()))
-    assert {"kind", "macs", "weight_bytes", "act_in_bytes", "act_out_bytes", "in_shape", "out_shape"} <= set(row)
-    dw = next(l for l in layers if l.kind == OpKind.DWCONV)
+    assert {
+        "kind",
+        "macs",
+        "weight_bytes",
+        "act_in_bytes",
+        "act_out_bytes",
+        "in_shape",
+        "out_shape",
+    } <= set(row)
+    dw = next(layer for layer in layers if layer.kind == OpKind.DWCONV)
     assert dw.n == 1 and dw.k == 9 and dw.groups == 128

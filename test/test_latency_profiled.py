@@ -1,22 +1,28 @@
+# SPDX-License-Identifier: Apache-2.0
 """The profiled model with a synthetic clock: cache keys, staleness, online correction.
 
 No wall time is asserted: ``measure`` is replaced by a deterministic function.
 """
+
 import json
 import math
 
 import pytest
 import torch
 
+from dynvit_ros.engine.model import build_segformer
+from dynvit_ros.engine.skip import FULL, SkipConfig
 from dynvit_ros.latency import profiled as profiled_module
 from dynvit_ros.latency.base import LatencyContext, LatencyModelError
 from dynvit_ros.latency.profiled import ProfiledLatencyModel
-from dynvit_ros.model import build_segformer
-from dynvit_ros.skip import FULL, SkipConfig
 
 HW = (64, 96)
-LEVELS = [FULL, SkipConfig(name="no-dw", skip_dwconv=[(0, 1), (1, 1)]),
-          SkipConfig(name="drop4", decoder_drop=[3]), SkipConfig(name="half", input_scale=0.5)]
+LEVELS = [
+    FULL,
+    SkipConfig(name="no-dw", skip_dwconv=[(0, 1), (1, 1)]),
+    SkipConfig(name="drop4", decoder_drop=[3]),
+    SkipConfig(name="half", input_scale=0.5),
+]
 TRUE_MS = {LEVELS[0]: 40.0, LEVELS[1]: 34.0, LEVELS[2]: 30.0, LEVELS[3]: 12.0}
 
 
@@ -39,10 +45,17 @@ def model():
 def make(model, tmp_path):
     def build(**options):
         Synthetic.calls = 0
-        opts = {"cache_dir": str(tmp_path), "threads": 1, "warmup": 1, "repeats": 3, "progress": False}
+        opts = {
+            "cache_dir": str(tmp_path),
+            "threads": 1,
+            "warmup": 1,
+            "repeats": 3,
+            "progress": False,
+        }
         opts.update(options)
         model_id = opts.pop("model_id", "ckpt-a")
         return Synthetic(LatencyContext(model, LEVELS, HW, opts, model_id=model_id))
+
     return build
 
 
@@ -58,9 +71,15 @@ def test_calibration_then_cache_hit(make):
     assert second.table == first.table
 
 
-@pytest.mark.parametrize("change", [
-    {"threads": 2}, {"model_id": "ckpt-b"}, {"call": "forward"}, {"recalibrate": True},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"threads": 2},
+        {"model_id": "ckpt-b"},
+        {"call": "forward"},
+        {"recalibrate": True},
+    ],
+)
 def test_changed_key_recalibrates(make, change):
     make()
     again = make(**change)
@@ -117,7 +136,7 @@ def test_per_level_bias_is_learned_without_disturbing_the_others(make):
     model = make()
     bias = {LEVELS[3]: 1.25}
     errors = run(model, 400, 1.0, bias)
-    assert all(abs(e) <= 0.05 for e in errors[-len(LEVELS):])
+    assert all(abs(e) <= 0.05 for e in errors[-len(LEVELS) :])
     assert model.predict(LEVELS[3], HW) == pytest.approx(1.25 * TRUE_MS[LEVELS[3]], rel=0.05)
     assert model.predict(LEVELS[0], HW) == pytest.approx(TRUE_MS[LEVELS[0]], rel=0.05)
 

@@ -1,4 +1,9 @@
-"""Bags written with rosbags, replayed through a running segformer_node, outputs recorded and read back."""
+# SPDX-License-Identifier: Apache-2.0
+"""Bags written with rosbags and replayed through a running segformer_node.
+
+The node's outputs are recorded and read back.
+"""
+
 from __future__ import annotations
 
 import os
@@ -7,8 +12,8 @@ import subprocess
 import pytest
 from ros_harness import EXE_DIR, INPUT_HW, make_frame, segformer_params
 
-from dynvit_ros.bag_io import BagError, BagWriter, bag_topics, image_message, read_messages
-from dynvit_ros.run_report import read_masks
+from dynvit_ros.bags.io import BagError, BagWriter, bag_topics, image_message, read_messages
+from dynvit_ros.demo.run_report import read_masks
 
 H, W = INPUT_HW
 
@@ -18,28 +23,61 @@ def _write_bag(path, storage, frames=6):
     with BagWriter(path, storage=storage) as writer:
         for i in range(frames):
             stamp = 1_700_000_000_000_000_000 + i * 100_000_000
-            writer.write_message("/cam/image", stamp, image_message(
-                writer.store, make_frame(H, W, seed=i), stamp, "bag_camera", compressed=False))
+            writer.write_message(
+                "/cam/image",
+                stamp,
+                image_message(
+                    writer.store, make_frame(H, W, seed=i), stamp, "bag_camera", compressed=False
+                ),
+            )
             stamps.append(stamp)
     return stamps
 
 
 def _replay(domain_id, *args, timeout=90):
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id))
-    return subprocess.run([str(EXE_DIR / "replay"), *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(EXE_DIR / "replay"), *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
 def test_replay_through_node_and_record_outputs(ros, tiny_model, tmp_path, storage):
     stamps = _write_bag(tmp_path / "input", storage)
-    ros.start("segformer_node", "seg", segformer_params(tiny_model, mode="fixed"), remaps={"image": "/camera"})
+    ros.start(
+        "segformer_node",
+        "seg",
+        segformer_params(tiny_model, mode="fixed"),
+        remaps={"image": "/camera"},
+    )
     node = ros.client.node
-    assert ros.client.spin_until(lambda: node.get_subscriptions_info_by_topic("/camera"), 60), "node not ready"
+    assert ros.client.spin_until(lambda: node.get_subscriptions_info_by_topic("/camera"), 60), (
+        "node not ready"
+    )
     out = tmp_path / "output"
-    result = _replay(ros.domain_id, tmp_path / "input", "--rate", "2", "--qos", "reliable",
-                     "--remap", "/cam/image:=/camera", "--record", out, "--storage", storage,
-                     "--record-topics", "/segmentation/stats", "/segmentation/mask", "--linger", "4")
+    result = _replay(
+        ros.domain_id,
+        tmp_path / "input",
+        "--rate",
+        "2",
+        "--qos",
+        "reliable",
+        "--remap",
+        "/cam/image:=/camera",
+        "--record",
+        out,
+        "--storage",
+        storage,
+        "--record-topics",
+        "/segmentation/stats",
+        "/segmentation/mask",
+        "--linger",
+        "4",
+    )
     assert result.returncode == 0, result.stderr
     recorded = list(read_messages(out))
     assert {m.topic for m in recorded} == {"/segmentation/stats", "/segmentation/mask"}
@@ -51,7 +89,9 @@ def test_replay_through_node_and_record_outputs(ros, tiny_model, tmp_path, stora
 def test_corrupt_and_missing_bags_are_clear_errors(ros, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / "metadata.yaml").write_text("rosbag2_bagfile_information: {version: 9, storage_identifier: mcap")
+    (broken / "metadata.yaml").write_text(
+        "rosbag2_bagfile_information: {version: 9, storage_identifier: mcap"
+    )
     with pytest.raises(BagError, match="cannot read bag"):
         list(read_messages(broken))
     with pytest.raises(BagError, match="not found"):
@@ -63,7 +103,9 @@ def test_corrupt_and_missing_bags_are_clear_errors(ros, tmp_path):
         list(read_messages(tmp_path / "cut"))
     result = _replay(ros.domain_id, tmp_path / "absent", timeout=60)
     assert result.returncode == 2 and "bag not found" in result.stderr
-    result = _replay(ros.domain_id, tmp_path / "cut", "--rate", "0", "--start-delay", "0", timeout=60)
+    result = _replay(
+        ros.domain_id, tmp_path / "cut", "--rate", "0", "--start-delay", "0", timeout=60
+    )
     assert result.returncode == 2 and "corrupt" in result.stderr
 
 

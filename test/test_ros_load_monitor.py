@@ -1,4 +1,6 @@
+# SPDX-License-Identifier: Apache-2.0
 """load_monitor_node over real DDS, alone and driving segformer_node."""
+
 from __future__ import annotations
 
 import os
@@ -18,8 +20,11 @@ def _monitor(ros, **params):
     defaults.update(params)
     proc = ros.start("load_monitor_node", MONITOR, defaults)
     # Volatile: test_monitor_drives_segformer_node also publishes (volatile) budgets here.
-    budgets = ros.client.collect(ComputeBudget, "/compute_budget",
-                                 QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    budgets = ros.client.collect(
+        ComputeBudget,
+        "/compute_budget",
+        QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
+    )
     diags = ros.client.collect(DiagnosticArray, "/diagnostics", 10)
     return proc, budgets, diags
 
@@ -38,27 +43,43 @@ def test_load_monitor_publishes_budgets_and_obeys_overrides(ros):
 
     def diag():
         return diagnostics_values(diags, f"{MONITOR}: system load")
+
     assert client.spin_until(lambda: diag() is not None, 10)
     values = diag()
     assert values["perception_pids"] == str(os.getpid())
     assert len(values["cpu_per_core"].split(",")) == (os.cpu_count() or 1)
-    for key in ("cpu_total", "cpu_other", "cpu_perception", "mem_used_fraction", "max_temperature_c",
-                "gpu_utilization", "budget_ms"):
+    for key in (
+        "cpu_total",
+        "cpu_other",
+        "cpu_perception",
+        "mem_used_fraction",
+        "max_temperature_c",
+        "gpu_utilization",
+        "budget_ms",
+    ):
         assert key in values
 
     results = client.set_parameters(MONITOR, {"manual_budget_ms": 42.0, "pinned_level": 1})
     assert all(r.successful for r in results), [r.reason for r in results]
-    assert client.spin_until(lambda: budgets[-1].source == "manual" and budgets[-1].pinned_level == 1, 10)
+    assert client.spin_until(
+        lambda: budgets[-1].source == "manual" and budgets[-1].pinned_level == 1, 10
+    )
     assert isclose(budgets[-1].budget_ms, 42.0)
 
-    (refused,) = client.set_parameters(MONITOR, {"min_budget_ms": 500.0})   # above the 100 ms period
+    (refused,) = client.set_parameters(
+        MONITOR, {"min_budget_ms": 500.0}
+    )  # above the 100 ms period
     assert not refused.successful and "min_budget_ms" in refused.reason, refused.reason
     (refused,) = client.set_parameters(MONITOR, {"perception_process_pattern": "(unclosed"})
     assert not refused.successful and "regular expression" in refused.reason, refused.reason
     results = client.set_parameters(MONITOR, {"manual_budget_ms": 0.0, "target_rate_hz": 20.0})
     assert all(r.successful for r in results), [r.reason for r in results]
-    assert client.spin_until(lambda: budgets[-1].source == "load_monitor"
-                             and isclose(budgets[-1].frame_period_ms, 50.0), 10)
+    assert client.spin_until(
+        lambda: (
+            budgets[-1].source == "load_monitor" and isclose(budgets[-1].frame_period_ms, 50.0)
+        ),
+        10,
+    )
     assert budgets[-1].budget_ms <= 50.0 + 1e-3
     assert proc.alive()
 
@@ -66,15 +87,23 @@ def test_load_monitor_publishes_budgets_and_obeys_overrides(ros):
 def test_monitor_drives_segformer_node(ros, tiny_model):
     _monitor(ros, manual_budget_ms=37.5)
     rig = Rig(ros, tiny_model)
-    assert rig.frames_until(lambda: rig.stats and rig.stats[-1].budget_source == "topic"), rig.proc.output()
+    assert rig.frames_until(lambda: rig.stats and rig.stats[-1].budget_source == "topic"), (
+        rig.proc.output()
+    )
     assert isclose(rig.stats[-1].budget_ms, 37.5)
 
 
 def _busy(seconds: float):
     import subprocess
     import sys
-    return subprocess.Popen([sys.executable, "-c",
-                             f"import time\nt = time.time() + {seconds}\nwhile time.time() < t: pass"])
+
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import time\nt = time.time() + {seconds}\nwhile time.time() < t: pass",
+        ]
+    )
 
 
 def test_perception_load_is_not_counted_as_other_load(ros):
@@ -85,10 +114,12 @@ def test_perception_load_is_not_counted_as_other_load(ros):
 
         def values():
             return diagnostics_values(diags, f"{MONITOR}: system load")
+
         # One busy core is 1/cores of the machine; allow for a loaded test host.
         share = 1.0 / (os.cpu_count() or 1)
-        assert ros.client.spin_until(lambda: values() and float(values()["cpu_perception"]) > 0.5 * share, 20), \
-            values()
+        assert ros.client.spin_until(
+            lambda: values() and float(values()["cpu_perception"]) > 0.5 * share, 20
+        ), values()
     finally:
         perception.kill()
         perception.wait()

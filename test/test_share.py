@@ -1,4 +1,6 @@
+# SPDX-License-Identifier: Apache-2.0
 """Finding the package's data files from any working directory."""
+
 from pathlib import Path
 
 from dynvit_ros.share import data_dirs, resolve_path

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck shell=bash
 # Source this (bash) to use the project's virtualenv ROS 2 prefix and, when it
 # has been built, the colcon install space:  source tools/env.sh

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Create or update the project's virtual environment: pinned CPU torch, the
 # ROS 2 Kilted wheels and the rosidl/colcon toolchain, plus the cmake path fix
 # the wheels need. Safe to re-run: it does nothing when the stamp matches.
@@ -15,7 +16,8 @@ if [ -z "${PYTHON:-}" ]; then
     if command -v python3.11 >/dev/null 2>&1; then PYTHON=python3.11; else PYTHON=python3; fi
 fi
 
-key=$( { cat "$REQ"; cat "${BASH_SOURCE[0]}"; } | sha256sum | cut -d' ' -f1)
+EXTRAS_KEY=$(ls "${DYNVIT_ROS_EXTRAS:-$ROOT/../shared/ros-extras}/wheels" 2>/dev/null || true)
+key=$( { cat "$REQ"; cat "${BASH_SOURCE[0]}"; echo "$EXTRAS_KEY"; } | sha256sum | cut -d' ' -f1)
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$key" ]; then
     echo "setup_venv: $VENV is up to date"
     exit 0
@@ -38,6 +40,16 @@ PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check)
 # a multi-GB CUDA build.
 "${PIP[@]}" "${TORCH_SPEC:?tools/requirements.txt must pin torch}"
 "${PIP[@]}" -r "$REQ"
+
+# launch, launch_ros, launch_testing and friends are not on PyPI: take the
+# official wheels from ../shared/ros-extras where that folder exists (their
+# interface packages are built by `make build`). On a real ROS install they
+# come from the distribution.
+EXTRAS=${DYNVIT_ROS_EXTRAS:-$ROOT/../shared/ros-extras}
+if compgen -G "$EXTRAS/wheels/*.whl" >/dev/null; then
+    echo "setup_venv: installing ROS extras from $EXTRAS/wheels"
+    "${PIP[@]}" --no-deps "$EXTRAS"/wheels/*.whl
+fi
 
 # Some wheel-installed cmake exports hard-code the wheel builder's Python
 # paths; point them at this interpreter's include dir and site-packages.

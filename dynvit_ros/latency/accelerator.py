@@ -1,6 +1,7 @@
+# SPDX-License-Identifier: Apache-2.0
 """Analytical per-layer latency model of a vector-MAC accelerator (or a GPU), described in YAML.
 
-Each layer of the engine's per-layer list (:func:`dynvit_ros.macs.count_layers`)
+Each layer of the engine's per-layer list (:func:`dynvit_ros.engine.macs.count_layers`)
 costs ``max(compute cycles, memory cycles)`` plus a fixed per-layer overhead;
 the frame costs the sum plus a per-frame overhead.
 
@@ -24,21 +25,22 @@ when neither the weights nor the inputs fit their buffers, the smaller
 re-streaming order is charged. Element-wise kinds cost a vector-unit pass and
 their traffic, or nothing when the hardware fuses them into the producer.
 """
+
 from __future__ import annotations
 
+from dataclasses import MISSING, dataclass, field, fields, replace
 import math
 import os
-from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from ..macs import GEMM_KINDS, LayerCost, OpKind, count_layers
-from ..model import scaled_size, stage_sizes
-from ..share import data_dirs
-from ..skip import FULL, SkipConfig
-from .base import LatencyContext, LatencyModel, LatencyModelError
+from dynvit_ros.engine.macs import GEMM_KINDS, LayerCost, OpKind, count_layers
+from dynvit_ros.engine.model import scaled_size, stage_sizes
+from dynvit_ros.engine.skip import FULL, SkipConfig
+from dynvit_ros.latency.base import LatencyContext, LatencyModel, LatencyModelError
+from dynvit_ros.share import data_dirs
 
 _KINDS = {str(kind) for kind in OpKind}
 
@@ -47,32 +49,38 @@ _KINDS = {str(kind) for kind in OpKind}
 class HardwareSpec:
     name: str
     target: str
-    pe_rows: int                    # PEs along output positions (m)
-    pe_cols: int                    # PEs along output channels (n)
-    vector_width: int               # MACs of one vector unit per cycle, along the reduction (k)
+    pe_rows: int  # PEs along output positions (m)
+    pe_cols: int  # PEs along output channels (n)
+    vector_width: int  # MACs of one vector unit per cycle, along the reduction (k)
     clock_ghz: float
     bytes_per_element: int
     dram_gbps: float
-    weight_buffer_bytes: int        # on-chip weight storage, all PEs together
-    input_buffer_bytes: int         # on-chip input-activation storage for tiling, all PEs together
-    global_buffer_bytes: int        # keeps a layer's output on chip for the next layer if it fits
-    vector_lanes: int = 1           # vector units per PE (each on its own output channel)
+    weight_buffer_bytes: int  # on-chip weight storage, all PEs together
+    input_buffer_bytes: int  # on-chip input-activation storage for tiling, all PEs together
+    global_buffer_bytes: int  # keeps a layer's output on chip for the next layer if it fits
+    vector_lanes: int = 1  # vector units per PE (each on its own output channel)
     reduction_vector: str = "flat"  # "channels" (kernel taps in time) or "flat" (im2col k)
-    dram_efficiency: float = 1.0    # sustained / peak DRAM bandwidth
-    efficiency: dict = field(default_factory=dict)        # per op kind, of padded peak (default 1)
-    elementwise_lanes: int = 1      # element-wise results per PE per cycle
-    elementwise_ops: dict = field(default_factory=dict)   # vector-unit ops per element, per kind
-    fused_kinds: tuple = ()         # element-wise kinds folded into the producing layer: free
+    dram_efficiency: float = 1.0  # sustained / peak DRAM bandwidth
+    efficiency: dict = field(default_factory=dict)  # per op kind, of padded peak (default 1)
+    elementwise_lanes: int = 1  # element-wise results per PE per cycle
+    elementwise_ops: dict = field(default_factory=dict)  # vector-unit ops per element, per kind
+    fused_kinds: tuple = ()  # element-wise kinds folded into the producing layer: free
     layer_overhead_us: float = 0.0  # per executed layer (configuration, launch, dispatch)
-    overhead_mode: str = "serial"   # "serial": added; "overlap": host dispatch hides device time
+    overhead_mode: str = "serial"  # "serial": added; "overlap": host dispatch hides device time
     frame_overhead_us: float = 0.0
-    computation: str = "executed"   # which macs list runs there: "executed" or "reference"
-    include_output: bool = True     # upsample logits to the input size and take the argmax
+    computation: str = "executed"  # which macs list runs there: "executed" or "reference"
+    include_output: bool = True  # upsample logits to the input size and take the argmax
     notes: str = ""
 
     def __post_init__(self) -> None:
-        for name in ("pe_rows", "pe_cols", "vector_width", "vector_lanes", "bytes_per_element",
-                     "elementwise_lanes"):
+        for name in (
+            "pe_rows",
+            "pe_cols",
+            "vector_width",
+            "vector_lanes",
+            "bytes_per_element",
+            "elementwise_lanes",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{self.name}: {name} must be >= 1")
         for name in ("clock_ghz", "dram_gbps", "dram_efficiency"):
@@ -84,9 +92,13 @@ class HardwareSpec:
             raise ValueError(f"{self.name}: overhead_mode must be 'serial' or 'overlap'")
         if self.computation not in ("executed", "reference"):
             raise ValueError(f"{self.name}: computation must be 'executed' or 'reference'")
-        unknown = (set(self.efficiency) | set(self.elementwise_ops) | set(self.fused_kinds)) - _KINDS
+        unknown = (
+            set(self.efficiency) | set(self.elementwise_ops) | set(self.fused_kinds)
+        ) - _KINDS
         if unknown:
-            raise ValueError(f"{self.name}: unknown op kinds {sorted(unknown)}; known: {sorted(_KINDS)}")
+            raise ValueError(
+                f"{self.name}: unknown op kinds {sorted(unknown)}; known: {sorted(_KINDS)}"
+            )
         if any(not 0 < float(v) <= 1 for v in self.efficiency.values()):
             raise ValueError(f"{self.name}: efficiencies must be in (0, 1]")
         object.__setattr__(self, "fused_kinds", tuple(self.fused_kinds))
@@ -109,8 +121,11 @@ class HardwareSpec:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"{source}: unknown hardware keys {sorted(unknown)}")
-        missing = [f.name for f in fields(cls)
-                   if f.default is MISSING and f.default_factory is MISSING and f.name not in data]
+        missing = [
+            f.name
+            for f in fields(cls)
+            if f.default is MISSING and f.default_factory is MISSING and f.name not in data
+        ]
         if missing:
             raise ValueError(f"{source}: missing hardware keys {missing}")
         try:
@@ -198,7 +213,9 @@ def gemm_cycles(layer: LayerCost, hw: HardwareSpec) -> float:
 
 def elementwise_cycles(layer: LayerCost, hw: HardwareSpec) -> float:
     ops = float(hw.elementwise_ops.get(str(layer.kind), 1.0)) * layer.elements
-    return ops / (hw.num_pes * hw.elementwise_lanes) / float(hw.efficiency.get(str(layer.kind), 1.0))
+    return (
+        ops / (hw.num_pes * hw.elementwise_lanes) / float(hw.efficiency.get(str(layer.kind), 1.0))
+    )
 
 
 def dram_bytes(layer: LayerCost, hw: HardwareSpec) -> int:
@@ -228,23 +245,44 @@ def layer_time(layer: LayerCost, hw: HardwareSpec) -> LayerTime:
         total = max(device_us, overhead)
     else:
         total = device_us + overhead
-    bound = "overhead" if total > 0 and overhead >= device_us and hw.overhead_mode == "overlap" else (
-        "compute" if compute_us >= memory_us else "memory")
+    bound = (
+        "overhead"
+        if total > 0 and overhead >= device_us and hw.overhead_mode == "overlap"
+        else ("compute" if compute_us >= memory_us else "memory")
+    )
     return LayerTime(layer, compute_us, memory_us, overhead, total, moved, bound)
 
 
-def output_layers(num_classes: int, logits_hw: tuple[int, int], input_hw: tuple[int, int],
-                  bytes_per_element: int) -> list[LayerCost]:
-    """What ``SegFormer.predict`` adds after the logits: upsample to the input size, then argmax."""
+def output_layers(
+    num_classes: int, logits_hw: tuple[int, int], input_hw: tuple[int, int], bytes_per_element: int
+) -> list[LayerCost]:
+    """What ``SegFormer.predict`` adds after the logits: upsample to the input size, then
+    argmax.
+    """
     out = num_classes * input_hw[0] * input_hw[1]
     layers = []
     if tuple(logits_hw) != tuple(input_hw):
-        layers.append(LayerCost("output.resize", OpKind.RESIZE, elements=out,
-                                act_in_elems=num_classes * logits_hw[0] * logits_hw[1], act_out_elems=out,
-                                bytes_per_element=bytes_per_element))
+        layers.append(
+            LayerCost(
+                "output.resize",
+                OpKind.RESIZE,
+                elements=out,
+                act_in_elems=num_classes * logits_hw[0] * logits_hw[1],
+                act_out_elems=out,
+                bytes_per_element=bytes_per_element,
+            )
+        )
     # The argmax is a compare per element; ADD is the closest element-wise kind the counter has.
-    layers.append(LayerCost("output.argmax", OpKind.ADD, elements=out, act_in_elems=out,
-                            act_out_elems=input_hw[0] * input_hw[1], bytes_per_element=bytes_per_element))
+    layers.append(
+        LayerCost(
+            "output.argmax",
+            OpKind.ADD,
+            elements=out,
+            act_in_elems=out,
+            act_out_elems=input_hw[0] * input_hw[1],
+            bytes_per_element=bytes_per_element,
+        )
+    )
     return layers
 
 
@@ -261,11 +299,18 @@ class Estimate:
         return out
 
 
-def estimate(model_spec, num_classes: int, input_hw: tuple[int, int], config: SkipConfig,
-             hw: HardwareSpec) -> Estimate:
+def estimate(
+    model_spec, num_classes: int, input_hw: tuple[int, int], config: SkipConfig, hw: HardwareSpec
+) -> Estimate:
     """Latency estimate of one forward pass of ``config`` at ``input_hw`` on ``hw``."""
-    layers = count_layers(model_spec, num_classes, input_hw, config,
-                          executed=hw.computation == "executed", bytes_per_element=hw.bytes_per_element)
+    layers = count_layers(
+        model_spec,
+        num_classes,
+        input_hw,
+        config,
+        executed=hw.computation == "executed",
+        bytes_per_element=hw.bytes_per_element,
+    )
     if hw.include_output:
         scaled = scaled_size(*input_hw, config.input_scale)
         logits_hw = stage_sizes(*scaled, model_spec)[config.fuse_level]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Latency-model plugins: the interface the node codes against, and the loader.
 
 The node asks a latency model, once per frame, what every skip level would
@@ -8,16 +9,17 @@ took (``observe``). Models are loaded by a short built-in name, a
 must return a :class:`LatencyModel` (or an object with the same three
 methods).
 """
+
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+import importlib
 from importlib import metadata
 from typing import Sequence
 
-from ..model import SegFormer
-from ..skip import SkipConfig
+from dynvit_ros.engine.model import SegFormer
+from dynvit_ros.engine.skip import SkipConfig
 
 ENTRY_POINT_GROUP = "dynvit_ros.latency_models"
 BUILTIN: dict[str, str] = {
@@ -32,11 +34,13 @@ class LatencyModelError(RuntimeError):
 
 @dataclass
 class LatencyContext:
-    model: SegFormer            # provides .variant (VariantSpec) and .config.num_classes
-    configs: list[SkipConfig]   # the skip levels, level 0 = full
-    input_hw: tuple[int, int]   # the size the model runs at
-    options: dict = field(default_factory=dict)   # plugin options (hardware, cache_dir, threads, ...)
-    model_id: str = ""          # checkpoint identity for cache keys
+    model: SegFormer  # provides .variant (VariantSpec) and .config.num_classes
+    configs: list[SkipConfig]  # the skip levels, level 0 = full
+    input_hw: tuple[int, int]  # the size the model runs at
+    options: dict = field(
+        default_factory=dict
+    )  # plugin options (hardware, cache_dir, threads, ...)
+    model_id: str = ""  # checkpoint identity for cache keys
 
 
 class LatencyModel(ABC):
@@ -66,18 +70,24 @@ class LatencyModel(ABC):
 def _import_object(spec: str):
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise LatencyModelError(f"latency model path {spec!r} must look like 'package.module:Class'")
+        raise LatencyModelError(
+            f"latency model path {spec!r} must look like 'package.module:Class'"
+        )
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # a broken plugin module may raise anything at import time
-        raise LatencyModelError(f"cannot import latency model module {module_name!r} ({spec}): "
-                                f"{type(exc).__name__}: {exc}") from exc
+        raise LatencyModelError(
+            f"cannot import latency model module {module_name!r} ({spec}): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
     obj = module
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise LatencyModelError(f"module {module_name!r} has no attribute {attr!r} ({spec})") from None
+            raise LatencyModelError(
+                f"module {module_name!r} has no attribute {attr!r} ({spec})"
+            ) from None
     return obj
 
 
@@ -101,19 +111,25 @@ def _resolve(name_or_spec: str):
     entry = _entry_points().get(name_or_spec)
     if entry is None:
         raise LatencyModelError(
-            f"unknown latency model {name_or_spec!r}; known names: {', '.join(available_models())} "
-            "(or give a 'package.module:Class' path)")
+            f"unknown latency model {name_or_spec!r}; "
+            f"known names: {', '.join(available_models())} "
+            "(or give a 'package.module:Class' path)"
+        )
     try:
         return entry.load(), f"{name_or_spec} (entry point {entry.value})"
     except Exception as exc:
-        raise LatencyModelError(f"cannot load latency model entry point {name_or_spec!r} "
-                                f"({entry.value}): {type(exc).__name__}: {exc}") from exc
+        raise LatencyModelError(
+            f"cannot load latency model entry point {name_or_spec!r} "
+            f"({entry.value}): {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def load_latency_model(name_or_spec: str, context: LatencyContext) -> LatencyModel:
     """Build the latency model named ``name_or_spec`` for ``context``."""
     if not isinstance(name_or_spec, str) or not name_or_spec.strip():
-        raise LatencyModelError(f"a latency model name must be a non-empty string, got {name_or_spec!r}")
+        raise LatencyModelError(
+            f"a latency model name must be a non-empty string, got {name_or_spec!r}"
+        )
     factory, label = _resolve(name_or_spec.strip())
     if not callable(factory):
         raise LatencyModelError(f"latency model {label} is not a class or factory: {factory!r}")
@@ -122,10 +138,15 @@ def load_latency_model(name_or_spec: str, context: LatencyContext) -> LatencyMod
     except LatencyModelError:
         raise
     except Exception as exc:
-        raise LatencyModelError(f"latency model {label} failed to initialise: "
-                                f"{type(exc).__name__}: {exc}") from exc
-    missing = [m for m in ("predict", "observe", "predict_all") if not callable(getattr(model, m, None))]
+        raise LatencyModelError(
+            f"latency model {label} failed to initialise: {type(exc).__name__}: {exc}"
+        ) from exc
+    missing = [
+        m for m in ("predict", "observe", "predict_all") if not callable(getattr(model, m, None))
+    ]
     if missing:
-        raise LatencyModelError(f"latency model {label} returned {type(model).__name__}, which lacks "
-                                f"{', '.join(missing)}; subclass dynvit_ros.latency.base.LatencyModel")
+        raise LatencyModelError(
+            f"latency model {label} returned {type(model).__name__}, which lacks "
+            f"{', '.join(missing)}; subclass dynvit_ros.latency.base.LatencyModel"
+        )
     return model

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Latency of each skip level measured on this host, corrected online from every frame.
 
 Calibration times every level here: ``warmup`` untimed runs per level, then
@@ -5,7 +6,7 @@ Calibration times every level here: ``warmup`` untimed runs per level, then
 host hit every level alike), and keeps the median per level. The table is
 cached as JSON, keyed by model id, variant, class count, input size, thread
 count, torch version, CPU model, what is timed, the allocator settings
-(``runtime.tune_allocator``) and the configurations; any
+(``host.tune_allocator``) and the configurations; any
 difference in the key means recalibration.
 
 Online estimator. The prediction for configuration ``c`` is
@@ -31,6 +32,7 @@ the calibrated levels: ``base(u) = base(n) * f(macs(u)) / f(macs(n))`` with
 ``f(x) = a + b*x`` and ``n`` the level whose ``f`` is closest. Set
 ``unknown: error`` to raise instead.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,32 +40,21 @@ import json
 import logging
 import math
 import os
-import platform
+from pathlib import Path
 import statistics
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from ..macs import count_layers, total_macs
-from ..model import logits_to_masks
-from ..runtime import allocator_settings
-from ..skip import SkipConfig
-from .base import LatencyContext, LatencyModel, LatencyModelError
+from dynvit_ros.engine.macs import count_layers, total_macs
+from dynvit_ros.engine.masks import logits_to_masks
+from dynvit_ros.engine.skip import SkipConfig
+from dynvit_ros.host import allocator_settings, cpu_model
+from dynvit_ros.latency.base import LatencyContext, LatencyModel, LatencyModelError
 
 CACHE_FORMAT = 1
 log = logging.getLogger(__name__)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "cpu model")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def default_cache_dir() -> Path:
@@ -80,7 +71,9 @@ class ProfiledLatencyModel(LatencyModel):
     ``upsample`` ("logits" or "mask", as the node's mask_upsampling), ``frame_hw`` ([h, w] of the
     camera frames when they differ from the model's input size),
     ``cache_dir`` / ``cache_file``, ``recalibrate``, ``progress`` (True), ``load_alpha`` (0.5),
-    ``load_clip`` (0.5), ``level_alpha`` (0.1), ``level_step`` (0.02), ``unknown`` ("scale" or "error")."""
+    ``load_clip`` (0.5), ``level_alpha`` (0.1), ``level_step`` (0.02), ``unknown`` ("scale" or
+    "error").
+    """
 
     name = "profiled"
 
@@ -96,25 +89,35 @@ class ProfiledLatencyModel(LatencyModel):
         self.warmup = int(opts.get("warmup", 3))
         self.repeats = max(1, int(opts.get("repeats", 10)))
         self.call = str(opts.get("call", "predict"))
-        self.upsample = str(opts.get("upsample", "logits"))  # as the runtime turns logits into masks
+        self.upsample = str(
+            opts.get("upsample", "logits")
+        )  # as the runtime turns logits into masks
         # Camera frame size, when it differs from the model's: then the resize in and the mask out
         # at that size are timed too, as SegmentationRuntime.infer runs them.
         self.frame_hw = tuple(int(v) for v in opts["frame_hw"]) if opts.get("frame_hw") else None
         if self.call not in ("predict", "forward"):
-            raise LatencyModelError(f"profiled: call must be 'predict' or 'forward', got {self.call!r}")
+            raise LatencyModelError(
+                f"profiled: call must be 'predict' or 'forward', got {self.call!r}"
+            )
         self.progress = bool(opts.get("progress", True))
         self.unknown = str(opts.get("unknown", "scale"))
         self.load_alpha = float(opts.get("load_alpha", 0.5))
         self.load_clip = float(opts.get("load_clip", 0.5))
         self.level_alpha = float(opts.get("level_alpha", 0.1))
         self.level_step = float(opts.get("level_step", 0.02))
-        self.target = f"this host: {cpu_model()}, {self.threads} threads, torch {torch.__version__}"
+        self.target = (
+            f"this host: {cpu_model()}, {self.threads} threads, torch {torch.__version__}"
+        )
         self.cache_key = self._cache_key(context.model_id)
         if opts.get("cache_file"):
             self.cache_path = Path(opts["cache_file"])
         else:
-            digest = hashlib.sha256(json.dumps(self.cache_key, sort_keys=True).encode()).hexdigest()[:16]
-            self.cache_path = Path(opts.get("cache_dir") or default_cache_dir()) / f"profiled-{digest}.json"
+            digest = hashlib.sha256(
+                json.dumps(self.cache_key, sort_keys=True).encode()
+            ).hexdigest()[:16]
+            self.cache_path = (
+                Path(opts.get("cache_dir") or default_cache_dir()) / f"profiled-{digest}.json"
+            )
         self.calibrated = False  # True when this instance measured rather than read the cache
         medians = None if opts.get("recalibrate") else self._read_cache()
         if medians is None:
@@ -125,16 +128,27 @@ class ProfiledLatencyModel(LatencyModel):
         self._macs: dict[tuple[SkipConfig, tuple[int, int]], int] = {}
         self._fit = self._fit_affine()
         self._base: dict[tuple[SkipConfig, tuple[int, int]], float] = {
-            (c, self.input_hw): t for c, t in self.table.items()}
+            (c, self.input_hw): t for c, t in self.table.items()
+        }
         self.reset()
 
     # -- calibration ------------------------------------------------------
     def _cache_key(self, model_id: str) -> dict:
-        return {"format": CACHE_FORMAT, "model_id": model_id, "variant": self.model.variant.name,
-                "num_classes": self.model.config.num_classes, "input_hw": list(self.input_hw),
-                "threads": self.threads, "torch": torch.__version__, "cpu": cpu_model(), "call": self.call,
-                "upsample": self.upsample, "frame_hw": list(self.frame_hw or ()),
-                "allocator": allocator_settings(), "configs": [_config_key(c) for c in self.configs]}
+        return {
+            "format": CACHE_FORMAT,
+            "model_id": model_id,
+            "variant": self.model.variant.name,
+            "num_classes": self.model.config.num_classes,
+            "input_hw": list(self.input_hw),
+            "threads": self.threads,
+            "torch": torch.__version__,
+            "cpu": cpu_model(),
+            "call": self.call,
+            "upsample": self.upsample,
+            "frame_hw": list(self.frame_hw or ()),
+            "allocator": allocator_settings(),
+            "configs": [_config_key(c) for c in self.configs],
+        }
 
     def _read_cache(self) -> list[float] | None:
         try:
@@ -145,14 +159,22 @@ class ProfiledLatencyModel(LatencyModel):
             log.info("latency cache %s is stale or foreign: recalibrating", self.cache_path)
             return None
         medians = data.get("median_ms")
-        if not isinstance(medians, list) or len(medians) != len(self.configs) or not all(
-                isinstance(t, (int, float)) and t > 0 for t in medians):
+        if (
+            not isinstance(medians, list)
+            or len(medians) != len(self.configs)
+            or not all(isinstance(t, (int, float)) and t > 0 for t in medians)
+        ):
             return None
         return [float(t) for t in medians]
 
     def _write_cache(self, medians: list[float], samples: list[list[float]]) -> None:
-        data = {"key": self.cache_key, "median_ms": medians, "samples_ms": samples,
-                "names": [c.name for c in self.configs], "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        data = {
+            "key": self.cache_key,
+            "median_ms": medians,
+            "samples_ms": samples,
+            "names": [c.name for c in self.configs],
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         try:
             self.cache_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.cache_path.with_suffix(".tmp")
@@ -194,8 +216,13 @@ class ProfiledLatencyModel(LatencyModel):
         samples: list[list[float]] = [[] for _ in self.configs]
         total = len(self.configs) * (self.warmup + self.repeats)
         try:
-            with tqdm(total=total, desc=f"calibrating {len(self.configs)} levels", unit="run",
-                      disable=not self.progress, leave=False) as bar:
+            with tqdm(
+                total=total,
+                desc=f"calibrating {len(self.configs)} levels",
+                unit="run",
+                disable=not self.progress,
+                leave=False,
+            ) as bar:
                 for config in self.configs:
                     for _ in range(self.warmup):
                         self.measure(config, self.input_hw)
@@ -216,8 +243,15 @@ class ProfiledLatencyModel(LatencyModel):
     def executed_macs(self, config: SkipConfig, input_hw: tuple[int, int]) -> int:
         key = (config, input_hw)
         if key not in self._macs:
-            self._macs[key] = total_macs(count_layers(
-                self.model.variant, self.model.config.num_classes, input_hw, config, executed=True))
+            self._macs[key] = total_macs(
+                count_layers(
+                    self.model.variant,
+                    self.model.config.num_classes,
+                    input_hw,
+                    config,
+                    executed=True,
+                )
+            )
         return self._macs[key]
 
     def _fit_affine(self) -> tuple[float, float]:
@@ -242,12 +276,17 @@ class ProfiledLatencyModel(LatencyModel):
         if self.unknown == "error":
             raise LatencyModelError(
                 f"profiled: configuration {config.name!r} at {input_hw} was not calibrated "
-                f"(calibrated: {len(self.configs)} levels at {self.input_hw})")
+                f"(calibrated: {len(self.configs)} levels at {self.input_hw})"
+            )
         a, b = self._fit
         f_u = a + b * self.executed_macs(config, input_hw)
-        neighbour = min(self.configs, key=lambda c: abs(math.log(
-            f_u / (a + b * self.executed_macs(c, self.input_hw)))))
-        value = self.table[neighbour] * f_u / (a + b * self.executed_macs(neighbour, self.input_hw))
+        neighbour = min(
+            self.configs,
+            key=lambda c: abs(math.log(f_u / (a + b * self.executed_macs(c, self.input_hw)))),
+        )
+        value = (
+            self.table[neighbour] * f_u / (a + b * self.executed_macs(neighbour, self.input_hw))
+        )
         self._base[key] = value
         return value
 

@@ -1,0 +1,268 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Two cameras on one computer: weighted budgets from one load monitor, under a CPU burst.
+
+    make bench-multicam      # or: python benchmarks/bench_multicam.py --seconds 60
+
+Two segformer_nodes (front, weight 2; rear, weight 1) each receive CamVid val
+frames at 10 Hz over DDS; one load_monitor_node serves both (cameras:
+front,rear). A CPU burst on one core runs through the middle third. Then the
+same with both nodes fixed at the full level. Per camera: deadline misses of
+processed frames, processed share of the frames sent, mean level, mIoU of
+processed frames, frames dropped. Ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+import sys
+import time
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CAMERAS = (("front", 2.0), ("rear", 1.0))
+
+
+class Feeder:
+    """The test side: publishes frames to every camera and collects their stats and masks."""
+
+    def __init__(self, domain: int, frames: list, labels: list, camera_hz: float):
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile
+        from sensor_msgs.msg import CompressedImage, Image
+
+        from dynvit_ros.msg import InferenceStats
+        from dynvit_ros.ros.qos import qos_profile
+
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        self.node = rclpy.create_node("bench_multicam", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.frames, self.labels, self.period = frames, labels, 1.0 / camera_hz
+        self.pubs, self.stats, self.masks = {}, {}, {}
+        for cam, _ in CAMERAS:
+            self.pubs[cam] = self.node.create_publisher(
+                CompressedImage, f"/{cam}/image_raw/compressed", qos_profile("sensor_data", 5)
+            )
+            self.stats[cam], self.masks[cam] = [], {}
+            self.node.create_subscription(
+                InferenceStats,
+                f"/{cam}/segmentation/stats",
+                self.stats[cam].append,
+                QoSProfile(depth=50),
+            )
+            self.node.create_subscription(
+                Image,
+                f"/{cam}/segmentation/mask",
+                lambda m, c=cam: self._on_mask(c, m),
+                QoSProfile(depth=50),
+            )
+
+    def _on_mask(self, cam, msg) -> None:
+        index = msg.header.stamp.nanosec // 1000
+        self.masks[cam][(msg.header.stamp.sec, index)] = np.frombuffer(
+            bytes(msg.data), np.uint8
+        ).reshape(msg.height, msg.step)[:, : msg.width]
+
+    def spin(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.01)
+
+    def run(self, seconds: float, burst) -> dict:
+        from sensor_msgs.msg import CompressedImage
+
+        from dynvit_ros.training.camvid import ConfusionMatrix
+
+        self.spin(0.5)
+        for cam, _ in CAMERAS:
+            self.stats[cam].clear()
+            self.masks[cam].clear()
+        start = time.monotonic()
+        next_frame, i, burst_started = start, 0, False
+        while (now := time.monotonic()) - start < seconds:
+            if not burst_started and now - start >= seconds / 3:
+                burst_started = True
+                burst(seconds / 3)
+            if now >= next_frame:
+                index = i % len(self.frames)
+                for cam, pub in self.pubs.items():
+                    msg = CompressedImage(format="jpeg", data=self.frames[index])
+                    msg.header.stamp.sec, msg.header.stamp.nanosec = 1000 + i, index * 1000
+                    msg.header.frame_id = cam
+                    pub.publish(msg)
+                i += 1
+                next_frame += self.period
+            self.executor.spin_once(timeout_sec=0.002)
+        self.spin(1.5)
+        rows = []
+        for cam, _ in CAMERAS:
+            stats = self.stats[cam]
+            confusion = ConfusionMatrix()
+            for (_, index), mask in self.masks[cam].items():
+                confusion.update(mask, self.labels[index])
+            met = [s.deadline_met for s in stats]
+            rows.append(
+                {
+                    "ns": cam,
+                    "sent": i,
+                    "processed": len(stats),
+                    "processed_pct": round(100.0 * len(stats) / max(i, 1), 1),
+                    "miss_pct": round(100.0 * (1 - sum(met) / max(len(met), 1)), 1),
+                    "mean_level": round(float(np.mean([s.skip_level for s in stats])), 2)
+                    if stats
+                    else None,
+                    "miou": round(confusion.miou(), 2) if self.masks[cam] else float("nan"),
+                    "dropped": int(sum(s.frames_dropped for s in stats)),
+                    "mean_budget_ms": round(float(np.mean([s.budget_ms for s in stats])), 1)
+                    if stats
+                    else None,
+                }
+            )
+        return {"cameras": rows}
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def _pinned_burst(seconds: float):
+    """One busy process pinned to the first allowed core (a competing program)."""
+    core = sorted(os.sched_getaffinity(0))[0]
+    code = (
+        f"import os,time; os.sched_setaffinity(0,{{{core}}}); t=time.time()+{seconds}\n"
+        "while time.time()<t: pass"
+    )
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--model", type=Path, default=REPO / "models" / "segformer_b0_camvid.safetensors"
+    )
+    p.add_argument(
+        "--levels", type=Path, default=REPO / "config" / "segformer_b0_camvid.levels.yaml"
+    )
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--camera-hz", type=float, default=10.0)
+    p.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_multicam")
+    args = p.parse_args(argv)
+
+    import cv2
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from hostload import HostLoad
+
+    from dynvit_ros.demo.node_process import NodeProcess
+    from dynvit_ros.training import camvid
+
+    val = camvid.load_split(camvid.require_root(), "val")
+    frames = [
+        cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
+        for rgb in val.images
+    ]
+    cache = (REPO / "outputs" / "cache").resolve()
+    domain = 100 + os.getpid() % 50
+    results = {}
+    for label, mode in (("dynamic", "auto"), ("static_full", "fixed")):
+        procs = []
+        for cam, _ in CAMERAS:
+            params = {
+                "model_path": str(args.model.resolve()),
+                "levels_path": str(args.levels.resolve()),
+                "input_type": "compressed",
+                "mode": mode,
+                "skip_level": 0,
+                "publish_color": False,
+                "num_threads": 1,
+                "latency_options": json.dumps(
+                    {"cache_dir": str(cache), "frame_hw": list(val.images[0].shape[:2])}
+                ),
+            }
+            procs.append(
+                NodeProcess(
+                    "segformer_node",
+                    "segformer_node",
+                    params,
+                    domain,
+                    args.out / f"logs_{label}_{cam}",
+                    remaps={"__ns": f"/{cam}", "image": f"/{cam}/image_raw/compressed"},
+                )
+            )
+        weights = ",".join(f"{cam}={w:g}" for cam, w in CAMERAS)
+        procs.append(
+            NodeProcess(
+                "load_monitor_node",
+                "load_monitor_node",
+                {
+                    "cameras": ",".join(c for c, _ in CAMERAS),
+                    "camera_weights": weights,
+                    "target_rate_hz": args.camera_hz,
+                },
+                domain,
+                args.out / f"logs_{label}_monitor",
+            )
+        )
+        feeder = Feeder(domain, frames, val.labels, args.camera_hz)
+        try:
+            deadline = time.monotonic() + 240
+            while not all(
+                feeder.node.get_publishers_info_by_topic(f"/{c}/segmentation/stats")
+                for c, _ in CAMERAS
+            ):
+                if time.monotonic() > deadline or not all(pr.alive() for pr in procs):
+                    for pr in procs:
+                        print(pr.output()[-1500:], file=sys.stderr)
+                    raise SystemExit("nodes did not start")
+                feeder.spin(0.2)
+            feeder.spin(3.0)
+            burst = []
+            with HostLoad() as load:
+                row = feeder.run(args.seconds, lambda s: burst.append(_pinned_burst(s)))
+            row["host_load"] = load.report()
+            for b in burst:
+                b.wait(timeout=args.seconds)
+        finally:
+            feeder.close()
+            for pr in procs:
+                pr.stop()
+        results[label] = row
+        for cam in row["cameras"]:
+            print(
+                f"{label:12} {cam['ns']:6} processed {cam['processed']:4d}/{cam['sent']:4d} "
+                f"({cam['processed_pct']:5.1f}%)  miss {cam['miss_pct']:5.1f}%  "
+                f"level {cam['mean_level']}  mIoU {cam['miou']:6.2f}  "
+                f"dropped {cam['dropped']:4d}  budget {cam['mean_budget_ms']} ms",
+                file=sys.stderr,
+                flush=True,
+            )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "runs.json").write_text(json.dumps(results, indent=1))
+    keys = ("ns", "miss_pct", "processed_pct", "mean_level", "miou", "dropped")
+    print(
+        json.dumps(
+            {
+                "cameras": [{k: c[k] for k in keys} for c in results["dynamic"]["cameras"]],
+                "static_full": [
+                    {k: c[k] for k in ("ns", "miss_pct", "processed_pct")}
+                    for c in results["static_full"]["cameras"]
+                ],
+                "host_load": results["dynamic"]["host_load"],
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

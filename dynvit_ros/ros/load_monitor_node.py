@@ -1,0 +1,310 @@
+# SPDX-License-Identifier: Apache-2.0
+"""load_monitor_node: turns system load into a per-frame compute budget.
+
+Publishes:   compute_budget (dynvit_ros/ComputeBudget) at publish_rate_hz,
+             /diagnostics (CPU total and per core, memory, temperatures, GPU)
+
+Policy (dynvit_ros.budget.policy.LoadBudgetPolicy): the target frame rate
+gives the frame period; the period is scaled by the CPU headroom that
+processes *other than the perception node* leave (after a reserve), smoothed
+(fast down, slow up) and clamped to [min_budget_ms, max_budget_ms]. The
+perception node's own CPU use does not shrink its budget: it is found by PID
+(perception_pid) or by a regular expression on process command lines.
+manual_budget_ms and pinned_level override the policy.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+
+from builtin_interfaces.msg import Duration
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+
+from dynvit_ros.budget.policy import LoadBudgetPolicy
+from dynvit_ros.budget.share import CameraShares, parse_cameras, parse_weights
+from dynvit_ros.budget.system_load import SystemSampler
+from dynvit_ros.msg import ComputeBudget, InferenceStats
+from dynvit_ros.ros import diagnostics as diag
+from dynvit_ros.ros.entry import run_node
+from dynvit_ros.ros.params import Spec, check_changes, declare_all
+from dynvit_ros.ros.qos import latched
+from dynvit_ros.ros.stamps import seconds_to_fields
+
+
+def _regex(text: str) -> str | None:
+    try:
+        re.compile(text)
+    except re.error as exc:
+        return f"not a valid regular expression: {exc}"
+    return None
+
+
+SPECS = {
+    "publish_rate_hz": Spec(
+        5.0,
+        "How often the load is sampled and a budget published.",
+        read_only=True,
+        low=0.1,
+        high=100.0,
+    ),
+    "target_rate_hz": Spec(
+        10.0,
+        "Camera frame rate the perception node should keep up with; "
+        "1000 / rate is the frame period.",
+        low=0.1,
+        high=1000.0,
+    ),
+    "min_budget_ms": Spec(5.0, "Smallest budget published.", low=0.01, high=1.0e5),
+    "max_budget_ms": Spec(
+        0.0, "Largest budget published; 0 = the frame period.", low=0.0, high=1.0e5
+    ),
+    "reserve": Spec(0.1, "Share of the CPU kept free for everything else.", low=0.0, high=0.95),
+    "alpha_down": Spec(
+        0.6, "Smoothing weight of a new sample when the budget shrinks.", low=0.01, high=1.0
+    ),
+    "alpha_up": Spec(
+        0.15, "Smoothing weight of a new sample when the budget grows.", low=0.01, high=1.0
+    ),
+    "budget_validity_s": Spec(
+        2.0, "ComputeBudget.expires_after; 0 = no expiry.", low=0.0, high=3600.0
+    ),
+    "manual_budget_ms": Spec(
+        0.0, "Publish this budget instead of the policy's; 0 = off.", low=0.0, high=1.0e5
+    ),
+    "pinned_level": Spec(
+        -1, "Skip level to pin in the published budget; -1 = none.", low=-1, high=1000
+    ),
+    "perception_pid": Spec(
+        0,
+        "PID of the perception node; 0 = find it with perception_process_pattern.",
+        low=0,
+        high=2**22,
+    ),
+    "perception_process_pattern": Spec(
+        r"lib/dynvit_ros/segformer_node|segformer_node\.py",
+        "Regular expression matched against command lines to find the perception node(s).",
+        check=_regex,
+    ),
+    "source": Spec("load_monitor", "ComputeBudget.source of the published budgets."),
+    "cameras": Spec(
+        "",
+        "Cameras served (namespaces, comma-separated, e.g. 'front,rear'), each sent "
+        "<ns>/compute_budget; '*' discovers every namespace whose compute_budget has a "
+        "subscriber; '' = one camera on the relative topic compute_budget.",
+        check=lambda v: _refuse(parse_cameras, v),
+    ),
+    "camera_weights": Spec(
+        "",
+        "Share of the compute per camera, e.g. 'front=2,rear=1' (unlisted: 1).",
+        check=lambda v: _refuse(parse_weights, v),
+    ),
+    "camera_timeout_s": Spec(
+        3.0,
+        "A camera without a processed frame for this long frees its share.",
+        low=0.1,
+        high=3600.0,
+    ),
+}
+_POLICY_KEYS = (
+    "target_rate_hz",
+    "min_budget_ms",
+    "max_budget_ms",
+    "reserve",
+    "alpha_down",
+    "alpha_up",
+)
+
+
+def _refuse(parse, value) -> str | None:
+    try:
+        parse(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _policy(p: dict) -> LoadBudgetPolicy:
+    return LoadBudgetPolicy(
+        target_rate_hz=p["target_rate_hz"],
+        min_budget_ms=p["min_budget_ms"],
+        max_budget_ms=p["max_budget_ms"] or None,
+        reserve=p["reserve"],
+        alpha_down=p["alpha_down"],
+        alpha_up=p["alpha_up"],
+    )
+
+
+class LoadMonitorNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("load_monitor_node", **kwargs)
+        self._p = declare_all(self, SPECS)
+        self._policy = _policy(self._p)
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self.sampler = SystemSampler()
+        self._last: dict = {}
+        self._budget = math.nan
+        # Latched, so a perception node that starts later gets a budget at once.
+        self.shares = CameraShares(
+            parse_weights(self._p["camera_weights"]), self._p["camera_timeout_s"]
+        )
+        self._cameras: dict[str, tuple] = {}  # namespace -> (budget publisher, stats subscription)
+        self._looked_up = -math.inf
+        self.pub_budget = self.create_publisher(ComputeBudget, "compute_budget", latched())
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(1.0 / self._p["publish_rate_hz"], self._tick)
+        self.get_logger().info(
+            f"publishing compute budgets at {self._p['publish_rate_hz']} Hz for a "
+            f"{self._p['target_rate_hz']} Hz camera; {self.sampler.cores} CPU cores, "
+            f"GPU load {'via NVML' if self.sampler.nvml else 'not available'}"
+        )
+
+    def _check_parameters(self, params):
+        result = check_changes(SPECS, params)
+        if result.successful:
+            merged = dict(self._p, **{p.name: p.value for p in params})
+            try:
+                _policy(merged)
+            except ValueError as exc:
+                result.successful, result.reason = False, str(exc)
+        return result
+
+    def _apply_parameters(self, params):
+        self._p.update({p.name: p.value for p in params})
+        self.shares.weights = parse_weights(self._p["camera_weights"])
+        self.shares.timeout_s = float(self._p["camera_timeout_s"])
+        self._looked_up = -math.inf
+        if any(p.name in _POLICY_KEYS for p in params):
+            previous = self._policy.budget_ms
+            self._policy = _policy(self._p)
+            if previous is not None:  # keep smoothing from where it was
+                self._policy.budget_ms = min(
+                    max(previous, self._policy.min_budget_ms), self._policy.max_budget_ms
+                )
+
+    def _tick(self) -> None:
+        p = self._p
+        self.sampler.find(p["perception_pid"], p["perception_process_pattern"], time.monotonic())
+        s = self._last = self.sampler.sample()
+        if s["split_known"]:
+            policy_budget = self._policy.update(s["cpu_other"])
+        else:  # keep the last budget (at start: the largest) until the split is measured
+            policy_budget = self._policy.budget_ms or self._policy.max_budget_ms
+        manual = p["manual_budget_ms"] > 0
+        budget = p["manual_budget_ms"] if manual else policy_budget
+        self._budget = budget
+
+        source = "manual" if manual else p["source"]
+        cameras = self._update_cameras(time.monotonic())
+        if cameras is None:
+            self.pub_budget.publish(self._message(budget, source, s))
+            per_camera = {}
+        else:
+            per_camera = self.shares.budgets(
+                cameras, budget, self._policy.min_budget_ms, time.monotonic()
+            )
+            for camera, camera_budget in per_camera.items():
+                self._cameras[camera][0].publish(self._message(camera_budget, source, s))
+        self._publish_diagnostics(s, budget, source, per_camera)
+
+    def _message(self, budget: float, source: str, s: dict) -> ComputeBudget:
+        msg = ComputeBudget(
+            budget_ms=float(budget),
+            pinned_level=int(self._p["pinned_level"]),
+            source=source,
+            valid=True,
+            other_cpu_fraction=float(s["cpu_other"]),
+            frame_period_ms=float(self._policy.period_ms),
+        )
+        msg.header.stamp = self.get_clock().now().to_msg()
+        sec, nanosec = seconds_to_fields(self._p["budget_validity_s"])
+        msg.expires_after = Duration(sec=sec, nanosec=nanosec)
+        return msg
+
+    def _update_cameras(self, now: float) -> list[str] | None:
+        """The cameras served now (None: one camera on the relative topic)."""
+        wanted = parse_cameras(self._p["cameras"])
+        if wanted == []:
+            return None
+        if wanted is None and now - self._looked_up >= 1.0:
+            self._looked_up = now
+            found = [
+                name[: -len("/compute_budget")] or "/"
+                for name, _ in self.get_topic_names_and_types()
+                if name.endswith("/compute_budget") and self.count_subscribers(name) > 0
+            ]
+            wanted = found
+        elif wanted is None:
+            wanted = list(self._cameras)
+        for camera in wanted:
+            if camera not in self._cameras:
+                self._add_camera(camera)
+        for camera in [c for c in self._cameras if c not in wanted]:
+            pub, sub = self._cameras.pop(camera)
+            self.destroy_publisher(pub)
+            self.destroy_subscription(sub)
+            self.shares.forget(camera)
+            self.get_logger().info(f"camera {camera} is gone: its share is freed")
+        return sorted(self._cameras)
+
+    def _add_camera(self, camera: str) -> None:
+        base = camera.rstrip("/")
+        pub = self.create_publisher(ComputeBudget, f"{base}/compute_budget", latched())
+        sub = self.create_subscription(
+            InferenceStats,
+            f"{base}/segmentation/stats",
+            lambda _msg, c=camera: self.shares.seen(c, time.monotonic()),
+            10,
+        )
+        self._cameras[camera] = (pub, sub)
+        self.get_logger().info(f"serving camera {camera} (weight {self.shares.weight(camera):g})")
+
+    def _publish_diagnostics(self, s: dict, budget: float, source: str, per_camera: dict) -> None:
+        level, message = diag.OK, "ok"
+        if not s["perception_pids"] and not self._p["manual_budget_ms"]:
+            level, message = diag.WARN, "perception process not found: its load counts as other"
+        if s["mem_used_fraction"] > 0.95:
+            level, message = diag.WARN, "memory nearly exhausted"
+        temps = s["temperatures_c"]
+        values = {
+            "budget_ms": budget,
+            "budget_source": source,
+            "cpu_total": s["cpu_total"],
+            "cpu_other": s["cpu_other"],
+            "cpu_perception": s["cpu_perception"],
+            "cpu_per_core": s["cpu_per_core"],
+            "perception_pids": s["perception_pids"] or "none",
+            "mem_used_fraction": s["mem_used_fraction"],
+            "mem_available_mb": s["mem_available_mb"],
+            "max_temperature_c": max(temps.values()) if temps else math.nan,
+            "gpu_utilization": s["gpu_utilization"] or "n/a",
+        }
+        values.update({f"temp/{k}": v for k, v in temps.items()})
+        now = time.monotonic()
+        active = set(self.shares.active(now))
+        for camera, camera_budget in per_camera.items():
+            values[f"camera{camera}/budget_ms"] = camera_budget
+            values[f"camera{camera}/active"] = camera in active
+            values[f"camera{camera}/weight"] = self.shares.weight(camera)
+        self.pub_diag.publish(
+            diag.diagnostic_array(
+                self.get_clock().now().to_msg(),
+                f"{self.get_name()}: system load",
+                level,
+                message,
+                os.uname().nodename,
+                values,
+            )
+        )
+
+
+def main(args=None):
+    return run_node(LoadMonitorNode, "load_monitor_node", args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

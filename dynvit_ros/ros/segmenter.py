@@ -1,0 +1,470 @@
+# SPDX-License-Identifier: Apache-2.0
+"""What segformer_node does, without the node: parameters, loading, per-frame work, counters.
+
+The node only wires ROS to this: it declares :data:`PARAMETERS`, hands frames
+to :class:`FrameSlot` and budgets to :meth:`Segmenter.take_budget`, and
+publishes what :meth:`Segmenter.run` and :meth:`Segmenter.diagnostics` return.
+No rclpy import, so everything here is unit-tested without a ROS graph.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+import math
+from pathlib import Path
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+import yaml
+
+from dynvit_ros.budget.arbiter import MODES, BudgetArbiter
+from dynvit_ros.budget.controller import Controller
+from dynvit_ros.budget.policy import LevelSelector
+from dynvit_ros.engine.levels import LevelTable, generic_ladder
+from dynvit_ros.engine.masks import UPSAMPLING, colorize, overlay
+from dynvit_ros.engine.runtime import SegmentationRuntime
+from dynvit_ros.host import tune_allocator
+from dynvit_ros.latency.base import LatencyContext, load_latency_model
+from dynvit_ros.ros.diagnostics import OK, WARN, ErrorLog, quote
+from dynvit_ros.ros.params import Spec
+from dynvit_ros.ros.qos import QOS_CHOICES
+from dynvit_ros.ros.stamps import to_ns
+from dynvit_ros.share import resolve_path
+
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+def _yaml_mapping(text: str) -> str | None:
+    try:
+        value = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as exc:
+        return f"not valid YAML: {quote(exc)}"
+    return (
+        None if isinstance(value, dict) else "must be a YAML mapping, e.g. '{cache_dir: /tmp/x}'"
+    )
+
+
+PARAMETERS = {
+    "autostart": Spec(
+        True,
+        "Configure and activate at start (a plain node). false: wait for lifecycle "
+        "transitions (launch files, a lifecycle manager).",
+        read_only=True,
+    ),
+    "model_path": Spec(
+        "",
+        "Checkpoint to load (.safetensors, .pth or a Hugging Face folder). Relative "
+        "paths: working directory, then this package's share directory. Changeable "
+        "only while unconfigured.",
+    ),
+    "levels_path": Spec(
+        "",
+        "Skip-level table (YAML). Empty: a generic ladder of input scales. Relative "
+        "paths are resolved like model_path. Changeable only while unconfigured.",
+    ),
+    "num_threads": Spec(0, "Torch CPU threads; 0 keeps torch's default.", low=0, high=256),
+    "tune_allocator": Spec(
+        True,
+        "Raise glibc's mmap/trim thresholds so tensor memory is reused across "
+        "frames instead of page-faulted in each time (faster frames, RSS stays at its "
+        "peak).",
+    ),
+    "mask_upsampling": Spec(
+        "logits",
+        "logits: bilinear upsampling of the logits, then argmax (accurate); "
+        "mask: argmax at the model's output resolution, then nearest "
+        "upsampling (much cheaper, blockier edges).",
+        choices=UPSAMPLING,
+    ),
+    "input_type": Spec("raw", "Input message type on 'image'.", choices=("raw", "compressed")),
+    "qos": Spec("sensor_data", "Input QoS (depth 1).", choices=QOS_CHOICES),
+    "max_image_pixels": Spec(
+        DEFAULT_MAX_IMAGE_PIXELS,
+        "Frames with more pixels are refused before decoding (compressed: from the header).",
+        low=1,
+        high=2**31 - 1,
+    ),
+    "latency_model": Spec(
+        "profiled",
+        "Latency model: a built-in name (profiled, accelerator), an entry "
+        "point name, or 'package.module:Class'.",
+    ),
+    "latency_options": Spec(
+        "{}",
+        "Options for the latency model as a YAML mapping, e.g. "
+        "'{cache_dir: /tmp/dynvit, hardware: magnet_5nm}'.",
+        check=_yaml_mapping,
+    ),
+    "diagnostics_period_s": Spec(
+        1.0, "Period of /diagnostics messages.", read_only=True, low=0.05, high=60.0
+    ),
+    "mode": Spec(
+        "auto",
+        "auto: most accurate level whose predicted latency fits the budget; fixed: skip_level.",
+        choices=MODES,
+    ),
+    "skip_level": Spec(
+        0,
+        "Skip level used in fixed mode (0 = full model); its range is the loaded table's.",
+        low=0,
+        high=255,
+    ),
+    "budget_ms": Spec(
+        0.0,
+        "Per-frame budget in ms; overrides the compute_budget topic. 0 = use the topic.",
+        low=0.0,
+        high=6.0e4,
+    ),
+    "default_budget_ms": Spec(
+        100.0,
+        "Budget in ms used when no valid budget arrived within budget_timeout_s.",
+        low=0.1,
+        high=6.0e4,
+    ),
+    "budget_timeout_s": Spec(
+        2.0, "A topic budget older than this is stale.", low=0.01, high=3600.0
+    ),
+    "hysteresis_frames": Spec(
+        3,
+        "Frames a more accurate level must keep fitting (with margin) before "
+        "the node moves up to it.",
+        low=0,
+        high=1000,
+    ),
+    "latency_safety": Spec(
+        1.1,
+        "Predictions are multiplied by this before comparing with the budget.",
+        low=0.1,
+        high=10.0,
+    ),
+    "publish_color": Spec(True, "Publish segmentation/color."),
+    "publish_overlay": Spec(
+        False, "Publish segmentation/overlay (colour mask blended on the input)."
+    ),
+    "overlay_alpha": Spec(0.5, "Weight of the colour mask in the overlay.", low=0.0, high=1.0),
+}
+# What configure reads: changing it needs cleanup and configure again.
+UNCONFIGURED_ONLY = frozenset(
+    {
+        "model_path",
+        "levels_path",
+        "num_threads",
+        "tune_allocator",
+        "mask_upsampling",
+        "input_type",
+        "qos",
+        "max_image_pixels",
+        "latency_model",
+        "latency_options",
+    }
+)
+_ARBITER_KEYS = ("mode", "skip_level", "budget_ms", "default_budget_ms")
+
+
+class FrameSlot:
+    """A one-frame mailbox and the worker thread that empties it.
+
+    ``put`` (the subscription callback) replaces what is waiting, counting it
+    as dropped; the worker calls ``process(msg, dropped_since_last)`` on the
+    newest frame whenever it is free. ``stop`` joins the worker and discards a
+    waiting frame, so nothing is processed (or published) after it returns.
+    """
+
+    def __init__(self, process: Callable[[object, int], None]):
+        self._process = process
+        self._wake = threading.Condition()
+        self._msg = None
+        self._dropped_since = 0
+        self._running = False
+        self._thread: threading.Thread | None = None
+        self.received = 0
+        self.dropped = 0
+
+    def start(self) -> None:
+        with self._wake:
+            if self._running:
+                return
+            self._running = True
+        self._thread = threading.Thread(target=self._loop, name="segformer-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._wake:
+            self._running = False
+            if self._msg is not None:
+                self.dropped += 1
+            self._msg = None
+            self._wake.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        self._thread = None
+
+    def put(self, msg) -> None:
+        with self._wake:
+            if not self._running:
+                return
+            self.received += 1
+            if self._msg is not None:
+                self.dropped += 1
+                self._dropped_since += 1
+            self._msg = msg
+            self._wake.notify()
+
+    def counts(self) -> dict[str, int]:
+        with self._wake:
+            return {"frames_received": self.received, "frames_dropped": self.dropped}
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while self._msg is None and self._running:
+                    self._wake.wait()
+                if not self._running:
+                    return
+                msg, self._msg = self._msg, None
+                dropped, self._dropped_since = self._dropped_since, 0
+            self._process(msg, dropped)
+
+
+@dataclass
+class FrameOutput:
+    mask: np.ndarray
+    colour: np.ndarray | None
+    overlay: np.ndarray | None
+    stats: dict  # InferenceStats fields
+
+
+class Segmenter:
+    """A loaded model with its budget control, counters and diagnostics."""
+
+    def __init__(
+        self, runtime: SegmentationRuntime, latency_model, params: dict, levels_kind: str
+    ):
+        self.runtime = runtime
+        self.configs = runtime.levels.configs
+        self.latency_model = latency_model
+        self.levels_kind = levels_kind
+        self.p = dict(params)
+        self.variant = runtime.metadata.variant
+        self.palette = runtime.palette
+        self.max_image_pixels = int(params["max_image_pixels"])
+        self.arbiter = BudgetArbiter(
+            len(self.configs),
+            params["default_budget_ms"],
+            params["budget_timeout_s"],
+            params["mode"],
+            min(params["skip_level"], len(self.configs) - 1),
+            params["budget_ms"],
+        )
+        self.selector = LevelSelector(
+            len(self.configs), params["hysteresis_frames"], params["latency_safety"]
+        )
+        self.controller = Controller(
+            latency_model, self.configs, runtime.input_hw, self.arbiter, self.selector
+        )
+        self.errors = ErrorLog()
+        self._lock = threading.Lock()
+        self.processed = 0
+        self.deadline_misses = 0
+        self.invalid_budgets = 0
+        self._recent_ms: deque[float] = deque(maxlen=100)
+        self._last: dict = {
+            "level": 0,
+            "mode": params["mode"],
+            "budget": (params["default_budget_ms"], "fallback"),
+            "predicted": [],
+        }
+        self._rates = (-math.inf, 0, 0)
+
+    @classmethod
+    def load(cls, params: dict, warn: Callable[[str], None]) -> "Segmenter":
+        if not params["model_path"]:
+            raise ValueError("parameter model_path is empty: set it to a checkpoint")
+        if params["tune_allocator"] and not tune_allocator():
+            warn("tune_allocator: not a glibc C library, allocator left as it is")
+        model_path = resolve_path(params["model_path"])
+        if params["levels_path"]:
+            levels, kind = LevelTable.load(resolve_path(params["levels_path"])), "table"
+        else:
+            levels, kind = generic_ladder(), "generic"
+            warn(
+                "no levels_path: using a generic ladder of input scales "
+                f"({', '.join(c.name for c in levels.configs)}). Calibrate levels for this model "
+                "with `calibrate --model M --bag B --topic T --levels-out L` and set levels_path."
+            )
+        runtime = SegmentationRuntime.load(
+            model_path, levels, params["num_threads"] or None, params["mask_upsampling"]
+        )
+        options = yaml.safe_load(params["latency_options"]) or {}
+        options.setdefault("upsample", params["mask_upsampling"])  # time what the runtime runs
+        context = LatencyContext(
+            runtime.model,
+            runtime.levels.configs,
+            runtime.input_hw,
+            options,
+            model_id=f"{model_path.resolve()}:{_mtime(model_path)}",
+        )
+        latency = load_latency_model(params["latency_model"], context)
+        seg = cls(runtime, latency, params, kind)
+        seg.model_path = model_path
+        return seg
+
+    def summary(self) -> str:
+        meta, hw = self.runtime.metadata, self.runtime.input_hw
+        target = getattr(self.latency_model, "target", "") or "this host"
+        return (
+            f"configured: SegFormer-{meta.variant.upper()} ({meta.num_classes} classes, input "
+            f"{hw[1]}x{hw[0]}) from {self.model_path}, {len(self.configs)} skip levels "
+            f"({self.levels_kind}), latency model {self.p['latency_model']} ({target}), "
+            f"mode {self.p['mode']}"
+        )
+
+    # -- parameters ---------------------------------------------------------------
+    def check(self, params) -> tuple[bool, str]:
+        for param in params:
+            if param.name == "skip_level":
+                try:
+                    self.arbiter.check_level(param.value, "skip_level", allow_none=False)
+                except ValueError as exc:
+                    return False, str(exc)
+        return True, ""
+
+    def apply(self, changes: dict) -> None:
+        with self._lock:
+            self.p.update(changes)
+            self.arbiter.update(**{k: v for k, v in changes.items() if k in _ARBITER_KEYS})
+            if "budget_timeout_s" in changes:
+                self.arbiter.timeout_s = float(changes["budget_timeout_s"])
+            self.selector.hysteresis_frames = int(self.p["hysteresis_frames"])
+            self.selector.safety = float(self.p["latency_safety"])
+            if "mode" in changes:
+                self.selector.reset()
+
+    # -- inputs -------------------------------------------------------------------
+    def take_budget(self, msg, now: float) -> tuple[str, str] | str | None:
+        """Apply a ComputeBudget message; returns a line to log (or None)."""
+        if not msg.valid:
+            with self._lock:
+                self.invalid_budgets += 1
+            return None
+        try:
+            with self._lock:
+                notice = self.arbiter.accept(
+                    msg.budget_ms,
+                    msg.pinned_level,
+                    msg.source,
+                    to_ns(msg.expires_after) / 1e9,
+                    now,
+                )
+        except ValueError as exc:
+            return self.report(
+                "rejected_budgets",
+                f"rejected budget from {quote(msg.source or 'unknown', 64)}: {exc}",
+                "warning",
+            )
+        return f"{notice} from {quote(msg.source or '?', 64)}" if notice else None
+
+    def report(self, kind: str, text: str, severity: str) -> tuple[str, str] | None:
+        """Count an error of ``kind``; return (severity, line) to log, or None (rate-limited)."""
+        with self._lock:
+            line = self.errors.report(kind, text, time.monotonic())
+        return (severity, line) if line else None
+
+    # -- per frame ----------------------------------------------------------------
+    def run(self, rgb: np.ndarray, now: float) -> FrameOutput:
+        with self._lock:
+            plan = self.controller.plan(now)
+            p = dict(self.p)
+        result = self.runtime.infer(rgb, plan.level)
+        self.controller.observe(plan.level, result.infer_ms)
+        colour = blended = None
+        if p["publish_color"] or p["publish_overlay"]:
+            colour = colorize(result.mask, self.palette)
+            if p["publish_overlay"]:
+                blended = overlay(rgb, colour, p["overlay_alpha"])
+        decision = plan.decision
+        met = result.infer_ms <= decision.budget_ms
+        with self._lock:
+            self.processed += 1
+            self.deadline_misses += 0 if met else 1
+            self._recent_ms.append(result.infer_ms)
+            self._last = {
+                "level": plan.level,
+                "mode": decision.mode,
+                "budget": (decision.budget_ms, decision.source),
+                "predicted": plan.predicted_ms,
+                "notice": decision.notice,
+            }
+        stats = dict(
+            skip_level=plan.level,
+            config_name=result.config.name,
+            mode=decision.mode,
+            predicted_ms=float(plan.predicted_ms[plan.level]),
+            measured_ms=float(result.infer_ms),
+            budget_ms=float(decision.budget_ms),
+            budget_source=decision.source,
+            deadline_met=met,
+            macs=int(result.macs),
+        )
+        return FrameOutput(result.mask, colour if p["publish_color"] else None, blended, stats)
+
+    def take_notice(self) -> tuple[str, str] | None:
+        """The budget notice of the last frame (the topic went stale), once."""
+        with self._lock:
+            notice = self._last.pop("notice", None)
+        return ("warning", notice) if notice else None
+
+    # -- diagnostics --------------------------------------------------------------
+    def diagnostics(self, slot_counts: dict, now: float) -> tuple[int, str, dict]:
+        with self._lock:
+            last, recent = dict(self._last), list(self._recent_ms)
+            processed, misses = self.processed, self.deadline_misses
+            errors, last_error = dict(self.errors.counts), self.errors.last_error
+            stale = self.arbiter.stale(now) and self.arbiter.budget_ms <= 0
+        t0, received0, processed0 = self._rates
+        received = slot_counts.get("frames_received", 0)
+        dt = now - t0
+        self._rates = (now, received, processed)
+        in_rate = (received - received0) / dt if math.isfinite(dt) and dt > 0 else 0.0
+        out_rate = (processed - processed0) / dt if math.isfinite(dt) and dt > 0 else 0.0
+        level, message = OK, "ok"
+        if processed and misses / processed > 0.2:
+            level, message = WARN, "many missed deadlines"
+        if stale:
+            level, message = WARN, "budget topic stale: using default budget"
+        budget, source = last["budget"]
+        values = {
+            "input_rate_hz": in_rate,
+            "output_rate_hz": out_rate,
+            **slot_counts,
+            "frames_processed": processed,
+            "deadline_misses": misses,
+            "rejected_images": errors.get("rejected_images", 0),
+            "rejected_budgets": errors.get("rejected_budgets", 0),
+            "invalid_budgets_ignored": self.invalid_budgets,
+            "budgets_received": self.arbiter.accepted,
+            "processing_errors": errors.get("errors", 0),
+            "unusable_predictions": self.controller.unusable_predictions,
+            "log_lines_suppressed": self.errors.suppressed,
+            "levels": self.levels_kind,
+            "skip_level": last["level"],
+            "config_name": self.configs[last["level"]].name,
+            "level_mode": last["mode"],
+            "budget_ms": budget,
+            "budget_source": source,
+            "mean_infer_ms": sum(recent) / len(recent) if recent else math.nan,
+            "predicted_ms": last["predicted"],
+            "latency_model": self.p["latency_model"],
+            "last_error": last_error,
+        }
+        return level, message, values
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return int(path.stat().st_mtime)
+    except OSError:
+        return 0

@@ -1,0 +1,49 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Several cameras on one computer: weights, activity, freed shares, refusals."""
+
+import math
+
+import pytest
+
+from dynvit_ros.budget.share import CameraShares, parse_cameras, parse_weights
+
+
+def test_weights_divide_the_budget_among_active_cameras():
+    shares = CameraShares({"/front": 2.0, "/rear": 1.0}, timeout_s=3.0)
+    cams = ["/front", "/rear"]
+    # Nobody active yet: each is offered what it would get if it joined alone.
+    assert shares.budgets(cams, 90.0, 5.0, now=0.0) == {"/front": 90.0, "/rear": 90.0}
+    shares.seen("/front", 1.0)
+    shares.seen("/rear", 1.0)
+    got = shares.budgets(cams, 90.0, 5.0, now=2.0)
+    assert got["/front"] == pytest.approx(60.0) and got["/rear"] == pytest.approx(30.0)
+    # rear stops: after the timeout front has the whole budget again.
+    shares.seen("/front", 4.5)
+    assert shares.budgets(cams, 90.0, 5.0, now=4.6)["/front"] == pytest.approx(90.0)
+    # A camera that comes back is counted at once.
+    shares.seen("/rear", 5.0)
+    assert shares.budgets(cams, 90.0, 5.0, now=5.0)["/rear"] == pytest.approx(30.0)
+
+
+def test_minimum_budget_and_unlisted_weight():
+    shares = CameraShares({}, timeout_s=3.0)
+    for i in range(30):
+        shares.seen(f"/c{i}", 0.0)
+    assert shares.budgets(["/c0"], 90.0, 5.0, now=0.1)["/c0"] == 5.0
+    assert shares.weight("/unknown") == 1.0
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["front=0", "front=-1", "front=nan", "front=inf", "front", "=2", "front=fast", "fr ont=1"],
+)
+def test_bad_weights_are_refused_with_a_reason(text):
+    with pytest.raises(ValueError, match="weight|namespace|NAMESPACE"):
+        parse_weights(text)
+
+
+def test_parsing():
+    assert parse_weights(" front=2, rear=1.5 ") == {"/front": 2.0, "/rear": 1.5}
+    assert parse_cameras("") == [] and parse_cameras("*") is None
+    assert parse_cameras("front, /rear/") == ["/front", "/rear"]
+    assert math.isfinite(parse_weights("a=1e3")["/a"])
