@@ -10,60 +10,31 @@ skipped; test_ros_*.py start the same executables the way launch_ros does.
 from __future__ import annotations
 
 import array
-from pathlib import Path
-import tempfile
 import time
 import unittest
 
+from launch_common import LAUNCH_DIR, MISSING, tiny_model
 import pytest
 
-try:
-    import launch
-    import launch_ros  # noqa: F401
-    import launch_testing
-    import launch_testing.actions
-    import launch_testing.asserts
-except ImportError as exc:
-    launch_testing = None
-    _MISSING = str(exc)
+LAUNCH_FILE = LAUNCH_DIR / "dynvit.launch.py"
 
-LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "dynvit.launch.py"
-
-
-if launch_testing is None:
+if MISSING:
 
     def test_launch_file_is_valid_python():
         compile(LAUNCH_FILE.read_text(), str(LAUNCH_FILE), "exec")
 
     def test_launch_testing():
-        pytest.skip(
-            f"launch_testing is not available ({_MISSING}); it ships only with a ROS 2 "
-            "install, not on PyPI"
-        )
+        pytest.skip(MISSING)
 else:
+    import launch
     from launch.actions import IncludeLaunchDescription
     from launch.launch_description_sources import PythonLaunchDescriptionSource
-
-    def _tiny_model() -> tuple[str, str]:
-        from dynvit_ros.engine.checkpoint import ModelMetadata, save_checkpoint
-        from dynvit_ros.engine.levels import LevelTable
-        from dynvit_ros.engine.model import build_segformer
-        from dynvit_ros.engine.skip import FULL, SkipConfig
-
-        folder = Path(tempfile.mkdtemp(prefix="dynvit_launch_"))
-        model = save_checkpoint(
-            folder / "b0.safetensors",
-            build_segformer("b0", 3),
-            ModelMetadata(variant="b0", num_classes=3, input_size=[120, 160]),
-        )
-        levels = LevelTable.from_configs([FULL, SkipConfig(name="s0.5", input_scale=0.5)]).save(
-            folder / "levels.yaml"
-        )
-        return str(model), str(levels)
+    import launch_testing.actions
+    import launch_testing.asserts
 
     @pytest.mark.launch_test
     def generate_test_description():
-        model, levels = _tiny_model()
+        model, levels = tiny_model()
         include = IncludeLaunchDescription(
             PythonLaunchDescriptionSource(str(LAUNCH_FILE)),
             launch_arguments={
