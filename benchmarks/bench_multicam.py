@@ -208,6 +208,7 @@ def main(argv=None) -> int:
                     "cameras": ",".join(c for c, _ in CAMERAS),
                     "camera_weights": weights,
                     "target_rate_hz": args.camera_hz,
+                    "perception_threads": 1,
                 },
                 domain,
                 args.out / f"logs_{label}_monitor",

@@ -25,6 +25,15 @@ def test_weights_divide_the_budget_among_active_cameras():
     assert shares.budgets(cams, 90.0, 5.0, now=5.0)["/rear"] == pytest.approx(30.0)
 
 
+def test_parallel_nodes_keep_more_of_the_budget():
+    # Single-threaded nodes on two cores: two can run at once.
+    shares = CameraShares({"/front": 2.0, "/rear": 1.0}, timeout_s=3.0, parallel=2.0)
+    shares.seen("/front", 0.0)
+    shares.seen("/rear", 0.0)
+    got = shares.budgets(["/front", "/rear"], 90.0, 5.0, now=0.1)
+    assert got["/front"] == pytest.approx(90.0) and got["/rear"] == pytest.approx(60.0)
+
+
 def test_minimum_budget_and_unlisted_weight():
     shares = CameraShares({}, timeout_s=3.0)
     for i in range(30):

@@ -3,16 +3,18 @@
 
 The load monitor measures what processes other than perception leave free and
 turns it into one budget per frame period (:class:`LoadBudgetPolicy`). With N
-cameras, that time is shared: camera i gets
+cameras, that compute is shared: camera i gets
 
-    budget_i = clamp(B * w_i / sum(w_j for the active cameras j), min_budget_ms, B)
+    budget_i = clamp(B * min(1, P * w_i / sum(w_j over active cameras j)), min_budget_ms, B)
 
-where B is the single-camera budget and w_i the camera's weight. A camera is
-active while it has reported a processed frame within ``timeout_s``; an idle,
-deactivated or killed camera frees its share after that. A camera that is not
-active is offered what it would get if it joined (its weight counted in).
-The model: each perception node uses the whole machine while it runs a frame,
-so cameras share the machine in time. Pure and clock-free.
+where B is the single-camera budget, w_i the camera's weight and
+P = cores / threads per perception node: how many nodes can run a frame at
+the same time. With P = 1 (each node uses every core) the cameras share the
+machine in time; single-threaded nodes on two cores (P = 2) with equal weights
+each keep the whole budget. A camera is active while it has reported a
+processed frame within ``timeout_s``; an idle, deactivated or killed camera
+frees its share after that. A camera that is not active is offered what it
+would get if it joined (its weight counted in). Pure and clock-free.
 """
 
 from __future__ import annotations
@@ -57,9 +59,15 @@ def normalize_namespace(name: str) -> str:
 
 
 class CameraShares:
-    def __init__(self, weights: dict[str, float] | None = None, timeout_s: float = 3.0):
+    def __init__(
+        self,
+        weights: dict[str, float] | None = None,
+        timeout_s: float = 3.0,
+        parallel: float = 1.0,
+    ):
         self.weights = dict(weights or {})
         self.timeout_s = float(timeout_s)
+        self.parallel = float(parallel)  # P: perception nodes that can run a frame at once
         self._seen: dict[str, float] = {}
 
     def weight(self, camera: str) -> float:
@@ -84,5 +92,9 @@ class CameraShares:
     ) -> dict[str, float]:
         """Each camera's budget out of the single-camera ``budget_ms``."""
         return {
-            c: min(max(budget_ms * self.share(c, now), min_budget_ms), budget_ms) for c in cameras
+            c: min(
+                max(budget_ms * min(1.0, self.parallel * self.share(c, now)), min_budget_ms),
+                budget_ms,
+            )
+            for c in cameras
         }

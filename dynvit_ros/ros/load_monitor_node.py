@@ -102,6 +102,13 @@ SPECS = {
         "Share of the compute per camera, e.g. 'front=2,rear=1' (unlisted: 1).",
         check=lambda v: _refuse(parse_weights, v),
     ),
+    "perception_threads": Spec(
+        0,
+        "CPU threads each perception node uses (its num_threads); cores / threads nodes can "
+        "run a frame at once. 0 = every core (the cameras share the machine in time).",
+        low=0,
+        high=1024,
+    ),
     "camera_timeout_s": Spec(
         3.0,
         "A camera without a processed frame for this long frees its share.",
@@ -142,18 +149,18 @@ class LoadMonitorNode(Node):
     def __init__(self, **kwargs):
         super().__init__("load_monitor_node", **kwargs)
         self._p = declare_all(self, SPECS)
+        self.sampler = SystemSampler()
         self._policy = _policy(self._p)
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
-        self.sampler = SystemSampler()
         self._last: dict = {}
         self._budget = math.nan
-        # Latched, so a perception node that starts later gets a budget at once.
         self.shares = CameraShares(
-            parse_weights(self._p["camera_weights"]), self._p["camera_timeout_s"]
+            parse_weights(self._p["camera_weights"]), self._p["camera_timeout_s"], self._parallel()
         )
         self._cameras: dict[str, tuple] = {}  # namespace -> (budget publisher, stats subscription)
         self._looked_up = -math.inf
+        # Latched, so a perception node that starts later gets a budget at once.
         self.pub_budget = self.create_publisher(ComputeBudget, "compute_budget", latched())
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(1.0 / self._p["publish_rate_hz"], self._tick)
@@ -177,6 +184,7 @@ class LoadMonitorNode(Node):
         self._p.update({p.name: p.value for p in params})
         self.shares.weights = parse_weights(self._p["camera_weights"])
         self.shares.timeout_s = float(self._p["camera_timeout_s"])
+        self.shares.parallel = self._parallel()
         self._looked_up = -math.inf
         if any(p.name in _POLICY_KEYS for p in params):
             previous = self._policy.budget_ms
@@ -185,6 +193,11 @@ class LoadMonitorNode(Node):
                 self._policy.budget_ms = min(
                     max(previous, self._policy.min_budget_ms), self._policy.max_budget_ms
                 )
+
+    def _parallel(self) -> float:
+        """How many perception nodes can run a frame at once on this machine."""
+        threads = self._p["perception_threads"] or self.sampler.cores
+        return max(1.0, self.sampler.cores / threads)
 
     def _tick(self) -> None:
         p = self._p
