@@ -126,9 +126,16 @@ def test_pickles_with_code_are_refused_without_running_it(tmp_path):
         {"state_dict": {"backbone.norm1.weight": torch.zeros(2)}, "hook": _Payload(marker)},
         tmp_path / "evil.pth",
     )
-    with pytest.raises(CheckpointError, match="not a weights-only checkpoint"):
+    with pytest.raises(CheckpointError, match="refusing untrusted pickle") as info:
         read_checkpoint(tmp_path / "evil.pth")
     assert not marker.exists()
+    assert "weights_only" not in str(info.value) and "GLOBAL" in str(info.value)
+
+
+def test_a_text_file_named_pth_is_reported_corrupt(tmp_path):
+    (tmp_path / "notes.pth").write_text("these are not weights\n")
+    with pytest.raises(CheckpointError, match="corrupt or not a PyTorch checkpoint"):
+        read_checkpoint(tmp_path / "notes.pth")
 
 
 def test_a_broken_metadata_header_is_a_clear_error(b0, tmp_path):

@@ -114,3 +114,21 @@ def test_one_qos_vocabulary():
         matching_subscription([qos_profile("reliable")]).reliability == ReliabilityPolicy.RELIABLE
     )
     assert matching_subscription([]).durability == DurabilityPolicy.VOLATILE
+
+
+def test_input_stream_estimates_frames_lost_before_the_node():
+    from dynvit_ros.ros.input_stream import InputStream
+
+    stream = InputStream()
+    period = 33_333_333
+    stamps = [i * period for i in range(1, 40)]
+    for missing in (10, 20, 21, 22):  # four frames never arrived
+        stamps.remove(missing * period)
+    for ns in stamps:
+        stream.arrived(ns)
+    assert stream.frames_lost == 4
+    assert abs(stream.rate_hz() - 30.0) < 0.01
+    assert stream.faster_than(100.0) and not stream.faster_than(33.3)
+    stream.arrived(0)  # unset stamps are ignored
+    stream.arrived(stamps[-1])  # a repeated stamp is not a loss
+    assert stream.frames_lost == 4 and stream.out_of_order == 1

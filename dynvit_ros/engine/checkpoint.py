@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 import json
 from pathlib import Path
+import pickle
 import re
 from typing import Callable, Mapping
 import zipfile
@@ -349,17 +350,40 @@ def _read_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:
         ) from exc
 
 
+def _untrusted_reason(exc: Exception) -> str:
+    """What the weights-only unpickler refused, without its advice to turn the check off
+    (the one thing not to do with a file from elsewhere).
+    """
+    found = re.search(r"(Unsupported [^.\n]*|GLOBAL [\w.]+)", str(exc))
+    return found.group(1).strip() if found else type(exc).__name__
+
+
 def _read_torch(path: Path) -> dict:
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+    # A PyTorch file is a zip archive (PK..) or, in the legacy format, a pickle (0x80 + protocol).
+    if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):
+        raise CheckpointError(
+            f"{path} is corrupt or not a PyTorch checkpoint (starts with {magic!r})"
+        )
+    try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # the weights-only unpickler met something else
+        raise CheckpointError(
+            f"refusing untrusted pickle: {path} holds more than tensors and plain containers "
+            f"({_untrusted_reason(exc)}); nothing in it was run"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(
             f"cannot read torch file {path} (truncated or corrupt?): {exc}"
         ) from exc
-    except Exception as exc:  # the unpickler refuses anything but tensors and plain containers
+    except Exception as exc:  # any other refusal by the unpickler: still nothing was run
         raise CheckpointError(
-            f"refusing {path}: it is not a weights-only checkpoint ({exc})"
-        ) from exc
+            f"refusing untrusted pickle: {path} ({_untrusted_reason(exc)}); nothing in it was run"
+        ) from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

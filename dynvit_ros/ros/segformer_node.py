@@ -94,7 +94,7 @@ class SegformerNode(LifecycleNode):
         kind = CompressedImage if self._p["input_type"] == "compressed" else Image
         self.slot.start()
         self._image_sub = self.create_subscription(
-            kind, "image", self.slot.put, qos_profile(self._p["qos"])
+            kind, "image", self._on_image, qos_profile(self._p["qos"])
         )
         return super().on_activate(state)
 
@@ -189,6 +189,12 @@ class SegformerNode(LifecycleNode):
             self.seg.apply({p.name: p.value for p in params})
 
     # -- inputs -------------------------------------------------------------------
+    def _on_image(self, msg) -> None:
+        seg = self.seg
+        if seg is not None:
+            self._log(seg.arrived(msg.header.stamp))
+        self.slot.put(msg)
+
     def _on_budget(self, msg: ComputeBudget) -> None:
         seg = self.seg
         if seg is None:

@@ -29,6 +29,7 @@ from dynvit_ros.engine.runtime import SegmentationRuntime
 from dynvit_ros.host import tune_allocator
 from dynvit_ros.latency.base import LatencyContext, load_latency_model
 from dynvit_ros.ros.diagnostics import OK, WARN, ErrorLog, quote
+from dynvit_ros.ros.input_stream import InputStream
 from dynvit_ros.ros.params import Spec
 from dynvit_ros.ros.qos import QOS_CHOICES
 from dynvit_ros.ros.stamps import to_ns
@@ -266,6 +267,9 @@ class Segmenter:
             latency_model, self.configs, runtime.input_hw, self.arbiter, self.selector
         )
         self.errors = ErrorLog()
+        self.stream = InputStream()
+        self._budget_period_ms = 0.0
+        self._rate_warned = False
         self._lock = threading.Lock()
         self.processed = 0
         self.deadline_misses = 0
@@ -359,6 +363,8 @@ class Segmenter:
                     to_ns(msg.expires_after) / 1e9,
                     now,
                 )
+                period = float(msg.frame_period_ms)
+                self._budget_period_ms = period if period > 0 and period < 1e6 else 0.0
         except ValueError as exc:
             return self.report(
                 "rejected_budgets",
@@ -366,6 +372,26 @@ class Segmenter:
                 "warning",
             )
         return f"{notice} from {quote(msg.source or '?', 64)}" if notice else None
+
+    def arrived(self, stamp) -> tuple[str, str] | None:
+        """Note a frame's arrival (any frame, dropped or not); returns a line to log once when
+        the camera is clearly faster than the frame period the budgets assume.
+        """
+        with self._lock:
+            self.stream.arrived(to_ns(stamp))
+            if self._rate_warned or not self.stream.faster_than(self._budget_period_ms):
+                return None
+            self._rate_warned = True
+            rate = self.stream.rate_hz()
+        return (
+            "warning",
+            (
+                f"the camera delivers {rate:.1f} Hz but budgets assume a "
+                f"{self._budget_period_ms:.0f} ms frame period "
+                f"({1000.0 / self._budget_period_ms:.1f} Hz): frames the node cannot keep up with "
+                "are dropped; set load_monitor_node's target_rate_hz to the camera rate"
+            ),
+        )
 
     def report(self, kind: str, text: str, severity: str) -> tuple[str, str] | None:
         """Count an error of ``kind``; return (severity, line) to log, or None (rate-limited)."""
@@ -433,6 +459,8 @@ class Segmenter:
         level, message = OK, "ok"
         if processed and misses / processed > 0.2:
             level, message = WARN, "many missed deadlines"
+        if self.stream.faster_than(self._budget_period_ms):
+            level, message = WARN, "camera faster than the budgets' frame period: frames dropped"
         if stale:
             level, message = WARN, "budget topic stale: using default budget"
         budget, source = last["budget"]
@@ -449,6 +477,9 @@ class Segmenter:
             "processing_errors": errors.get("errors", 0),
             "unusable_predictions": self.controller.unusable_predictions,
             "log_lines_suppressed": self.errors.suppressed,
+            "frames_lost_before_node": self.stream.frames_lost,
+            "camera_rate_hz": self.stream.rate_hz(),
+            "budget_frame_period_ms": self._budget_period_ms,
             "levels": self.levels_kind,
             "skip_level": last["level"],
             "config_name": self.configs[last["level"]].name,
