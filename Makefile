@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 ENV := export VENV=$(VENV); source $(ROOT)/tools/env.sh
 PYTEST_ARGS ?=
 
-.PHONY: venv build lint test demo bench-engine bench-latency bench-allocator bench-node bench-budget bench-multicam bench-accuracy eval train clean
+.PHONY: venv build lint test demo bench-engine bench-latency bench-allocator bench-node bench-budget bench-multicam bench-robustness bench-accuracy eval train clean
 
 venv:
 	VENV=$(VENV) $(ROOT)/tools/setup_venv.sh
@@ -58,6 +58,10 @@ bench-budget: build
 
 bench-multicam: build
 	$(ENV); cd $(ROOT) && $(PY) benchmarks/bench_multicam.py
+
+# Fuzzing, hostile budgets/parameters, faults, soak, overload (~15 min); --quick runs in make test.
+bench-robustness: build
+	$(ENV); cd $(ROOT) && $(PY) benchmarks/bench_robustness.py
 
 MODEL := models/segformer_b0_camvid.safetensors
 BASELINE := models/baselines/segformer_b0_camvid_plain.safetensors

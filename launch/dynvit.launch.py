@@ -6,10 +6,14 @@
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.actions import (
+    DeclareLaunchArgument,
+    IncludeLaunchDescription,
+    SetEnvironmentVariable,
+)
 from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import LaunchConfiguration, NotEqualsSubstitution, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
@@ -68,6 +72,22 @@ def generate_launch_description():
                 "load_monitor",
                 default_value="true",
                 description="Start load_monitor_node to publish compute budgets",
+            ),
+            DeclareLaunchArgument(
+                "dds_profile",
+                default_value=PathJoinSubstitution(
+                    [share, "config", "dds", "fastdds_large_frames.xml"]
+                ),
+                description="Fast DDS profile for camera-sized frames on one host (set for every "
+                "process this launch starts; start your camera driver from here or export "
+                "FASTDDS_DEFAULT_PROFILES_FILE for it too); '' keeps Fast DDS's defaults",
+            ),
+            SetEnvironmentVariable(
+                "FASTDDS_DEFAULT_PROFILES_FILE",
+                LaunchConfiguration("dds_profile"),
+                condition=IfCondition(
+                    NotEqualsSubstitution(LaunchConfiguration("dds_profile"), "")
+                ),
             ),
             camera,
             Node(

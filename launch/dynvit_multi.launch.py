@@ -10,9 +10,15 @@ leave between the active cameras by weight (see dynvit_ros/budget/share.py).
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
+from launch.actions import (
+    DeclareLaunchArgument,
+    IncludeLaunchDescription,
+    OpaqueFunction,
+    SetEnvironmentVariable,
+)
+from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import LaunchConfiguration, NotEqualsSubstitution, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
@@ -84,6 +90,22 @@ def generate_launch_description():
             DeclareLaunchArgument("levels", default_value=""),
             DeclareLaunchArgument("mode", default_value=""),
             DeclareLaunchArgument("input_type", default_value=""),
+            DeclareLaunchArgument(
+                "dds_profile",
+                default_value=PathJoinSubstitution(
+                    [share, "config", "dds", "fastdds_large_frames.xml"]
+                ),
+                description="Fast DDS profile for camera-sized frames on one host (set for every "
+                "process this launch starts; start your camera driver from here or export "
+                "FASTDDS_DEFAULT_PROFILES_FILE for it too); '' keeps Fast DDS's defaults",
+            ),
+            SetEnvironmentVariable(
+                "FASTDDS_DEFAULT_PROFILES_FILE",
+                LaunchConfiguration("dds_profile"),
+                condition=IfCondition(
+                    NotEqualsSubstitution(LaunchConfiguration("dds_profile"), "")
+                ),
+            ),
             OpaqueFunction(function=_cameras),
         ]
     )
