@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 ENV := export VENV=$(VENV); source $(ROOT)/tools/env.sh
 PYTEST_ARGS ?=
 
-.PHONY: venv build lint test demo bench-engine bench-latency bench-allocator bench-node bench-budget bench-multicam bench-robustness bench-accuracy eval train clean
+.PHONY: venv build lint test demo bench-engine bench-latency bench-allocator bench-node bench-budget bench-multicam bench-backends bench-robustness bench-accuracy eval train clean
 
 venv:
 	VENV=$(VENV) $(ROOT)/tools/setup_venv.sh
@@ -58,6 +58,13 @@ bench-budget: build
 
 bench-multicam: build
 	$(ENV); cd $(ROOT) && $(PY) benchmarks/bench_multicam.py
+
+bench-streaming: build
+	$(ENV); cd $(ROOT) && $(PY) benchmarks/bench_streaming.py
+
+# torch vs onnxruntime per shipped level (1 and 2 threads), mask agreement, GEMM roofline.
+bench-backends: venv
+	$(ENV); cd $(ROOT) && $(PY) benchmarks/bench_backends.py
 
 # Fuzzing, hostile budgets/parameters, faults, soak, overload (~15 min); --quick runs in make test.
 bench-robustness: build

@@ -165,6 +165,8 @@ def test_parameters_through_services(ros, tiny_model):
         "latency_safety": -1.0,
         "model_path": "/elsewhere.safetensors",  # read-only while configured
         "default_budget_ms": 50,  # an integer for a double parameter
+        "no_such_parameter": 1.0,
+        "deadline_miss_target": 0.6,
     }
     for name, value in refused.items():
         (result,) = client.set_parameters(NODE, {name: value})
@@ -175,6 +177,8 @@ def test_parameters_through_services(ros, tiny_model):
     assert "auto" in reasons["mode"] and "fixed" in reasons["mode"], reasons
     assert "finite" in reasons["budget_ms"] or "range" in reasons["budget_ms"].lower(), reasons
     assert "read-only" in reasons["model_path"].lower(), reasons
+    assert "no parameter 'no_such_parameter'" in reasons["no_such_parameter"], reasons
+    assert "(0, 0.5]" in reasons["deadline_miss_target"], reasons
 
     current = client.get_parameters(
         NODE,

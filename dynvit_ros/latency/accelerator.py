@@ -374,6 +374,8 @@ class AcceleratorLatencyModel(LatencyModel):
         self._classes = context.model.config.num_classes
         self._cache: dict[tuple[SkipConfig, tuple[int, int]], float] = {}
         self._correct = bool(options.get("online_correction", False))
+        # Frames measured here say something about the prediction only if the model runs there.
+        self.predicts_this_host = self._correct
         self._alpha = float(options.get("correction_alpha", 0.3))
         self._log_ratio = 0.0
         for config in context.configs:  # the levels are known up front: pay for the layer walk now

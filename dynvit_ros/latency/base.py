@@ -52,6 +52,9 @@ class LatencyModel(ABC):
 
     name: str = "latency-model"
     target: str = ""
+    # Whether frames measured by the node are samples of what ``predict`` predicts. The node
+    # learns the tail of frame times over its median predictions only when they are.
+    predicts_this_host: bool = True
 
     def __init__(self, context: LatencyContext):
         self.context = context

@@ -30,7 +30,7 @@ from dynvit_ros.budget.system_load import SystemSampler
 from dynvit_ros.msg import ComputeBudget, InferenceStats
 from dynvit_ros.ros import diagnostics as diag
 from dynvit_ros.ros.entry import run_node
-from dynvit_ros.ros.params import Spec, check_changes, declare_all
+from dynvit_ros.ros.params import NamedParameterErrors, Spec, check_changes, declare_all
 from dynvit_ros.ros.qos import latched
 from dynvit_ros.ros.stamps import seconds_to_fields
 
@@ -145,7 +145,7 @@ def _policy(p: dict) -> LoadBudgetPolicy:
     )
 
 
-class LoadMonitorNode(Node):
+class LoadMonitorNode(NamedParameterErrors, Node):
     def __init__(self, **kwargs):
         super().__init__("load_monitor_node", **kwargs)
         self._p = declare_all(self, SPECS)

@@ -98,3 +98,21 @@ def check_changes(specs: dict[str, Spec], params: list[Parameter]) -> SetParamet
         if reason:
             return SetParametersResult(successful=False, reason=f"{param.name}: {reason}")
     return SetParametersResult(successful=True)
+
+
+class NamedParameterErrors:
+    """Node mixin: a set request for a parameter the node does not have is refused with its name.
+
+    rclpy's own refusal reads "Invalid access to undeclared parameter(s): []".
+    """
+
+    def set_parameters_atomically(self, parameter_list: list[Parameter]) -> SetParametersResult:
+        unknown = [p.name for p in parameter_list if not self.has_parameter(p.name)]
+        if unknown:
+            names = ", ".join(repr(name[:64]) for name in unknown)
+            return SetParametersResult(
+                successful=False,
+                reason=f"{self.get_name()} has no parameter {names} (`ros2 param list` shows its "
+                "parameters)",
+            )
+        return super().set_parameters_atomically(parameter_list)

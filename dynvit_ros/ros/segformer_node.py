@@ -35,13 +35,13 @@ from dynvit_ros.msg import ComputeBudget, InferenceStats
 from dynvit_ros.ros import diagnostics as diag
 from dynvit_ros.ros.entry import run_node
 from dynvit_ros.ros.image_io import ImageFormatError, to_image_msg, to_rgb
-from dynvit_ros.ros.params import check_changes, declare_all
+from dynvit_ros.ros.params import NamedParameterErrors, check_changes, declare_all
 from dynvit_ros.ros.qos import latched, qos_profile
 from dynvit_ros.ros.segmenter import PARAMETERS, UNCONFIGURED_ONLY, FrameSlot, Segmenter
 from dynvit_ros.ros.stamps import to_ns
 
 
-class SegformerNode(LifecycleNode):
+class SegformerNode(NamedParameterErrors, LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__("segformer_node", **kwargs)
         self._p = declare_all(self, PARAMETERS)

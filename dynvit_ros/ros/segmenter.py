@@ -23,6 +23,8 @@ import yaml
 from dynvit_ros.budget.arbiter import MODES, BudgetArbiter
 from dynvit_ros.budget.controller import Controller
 from dynvit_ros.budget.policy import LevelSelector
+from dynvit_ros.budget.tail import TailEstimator
+from dynvit_ros.engine.backends import BACKENDS
 from dynvit_ros.engine.levels import LevelTable, generic_ladder
 from dynvit_ros.engine.masks import UPSAMPLING, colorize, overlay
 from dynvit_ros.engine.runtime import SegmentationRuntime
@@ -46,6 +48,12 @@ def _yaml_mapping(text: str) -> str | None:
     return (
         None if isinstance(value, dict) else "must be a YAML mapping, e.g. '{cache_dir: /tmp/x}'"
     )
+
+
+def _miss_target(value) -> str | None:
+    if not (isinstance(value, float) and 0.0 < value <= 0.5):
+        return f"must be a fraction in (0, 0.5], got {value!r}"
+    return None
 
 
 PARAMETERS = {
@@ -99,6 +107,13 @@ PARAMETERS = {
         "'{cache_dir: /tmp/dynvit, hardware: magnet_5nm}'.",
         check=_yaml_mapping,
     ),
+    "backend": Spec(
+        "torch",
+        "What runs the network: torch (eager PyTorch, the reference) or onnxruntime (one "
+        "ONNX graph per skip level, exported and checked against torch into a cache at "
+        "configure). Changeable only while unconfigured.",
+        choices=BACKENDS,
+    ),
     "diagnostics_period_s": Spec(
         1.0, "Period of /diagnostics messages.", read_only=True, low=0.05, high=60.0
     ),
@@ -135,9 +150,15 @@ PARAMETERS = {
         low=0,
         high=1000,
     ),
+    "deadline_miss_target": Spec(
+        0.03,
+        "Share of frames allowed to miss their budget: the selector compares the "
+        "(1 - target) quantile of each level's frame time with the budget.",
+        check=_miss_target,
+    ),
     "latency_safety": Spec(
-        1.1,
-        "Predictions are multiplied by this before comparing with the budget.",
+        1.0,
+        "Extra multiplier on the predicted quantile before comparing with the budget.",
         low=0.1,
         high=10.0,
     ),
@@ -160,6 +181,7 @@ UNCONFIGURED_ONLY = frozenset(
         "max_image_pixels",
         "latency_model",
         "latency_options",
+        "backend",
     }
 )
 _ARBITER_KEYS = ("mode", "skip_level", "budget_ms", "default_budget_ms")
@@ -263,8 +285,9 @@ class Segmenter:
         self.selector = LevelSelector(
             len(self.configs), params["hysteresis_frames"], params["latency_safety"]
         )
+        self.tail = TailEstimator(quantile=1.0 - params["deadline_miss_target"])
         self.controller = Controller(
-            latency_model, self.configs, runtime.input_hw, self.arbiter, self.selector
+            latency_model, self.configs, runtime.input_hw, self.arbiter, self.selector, self.tail
         )
         self.errors = ErrorLog()
         self.stream = InputStream()
@@ -300,10 +323,16 @@ class Segmenter:
                 "with `calibrate --model M --bag B --topic T --levels-out L` and set levels_path."
             )
         runtime = SegmentationRuntime.load(
-            model_path, levels, params["num_threads"] or None, params["mask_upsampling"]
+            model_path,
+            levels,
+            params["num_threads"] or None,
+            params["mask_upsampling"],
+            backend=params.get("backend", "torch"),
+            warn=warn,
         )
         options = yaml.safe_load(params["latency_options"]) or {}
         options.setdefault("upsample", params["mask_upsampling"])  # time what the runtime runs
+        options.setdefault("backend", runtime.backend)  # and on the backend it runs
         context = LatencyContext(
             runtime.model,
             runtime.levels.configs,
@@ -344,6 +373,7 @@ class Segmenter:
                 self.arbiter.timeout_s = float(changes["budget_timeout_s"])
             self.selector.hysteresis_frames = int(self.p["hysteresis_frames"])
             self.selector.safety = float(self.p["latency_safety"])
+            self.tail.set_quantile(1.0 - float(self.p["deadline_miss_target"]))
             if "mode" in changes:
                 self.selector.reset()
 
@@ -405,7 +435,9 @@ class Segmenter:
             plan = self.controller.plan(now)
             p = dict(self.p)
         result = self.runtime.infer(rgb, plan.level)
-        self.controller.observe(plan.level, result.infer_ms)
+        with self._lock:
+            self.controller.observe(plan, result.infer_ms)
+            miss_rate, quantile = self.tail.miss_rate, self.tail.quantile
         colour = blended = None
         if p["publish_color"] or p["publish_overlay"]:
             colour = colorize(result.mask, self.palette)
@@ -422,6 +454,8 @@ class Segmenter:
                 "mode": decision.mode,
                 "budget": (decision.budget_ms, decision.source),
                 "predicted": plan.predicted_ms,
+                "quantiles": plan.quantile_ms,
+                "feasible": plan.feasible,
                 "notice": decision.notice,
             }
         stats = dict(
@@ -429,6 +463,9 @@ class Segmenter:
             config_name=result.config.name,
             mode=decision.mode,
             predicted_ms=float(plan.predicted_ms[plan.level]),
+            predicted_quantile_ms=float(plan.quantile_ms[plan.level]),
+            quantile=float(quantile),
+            miss_rate=float(miss_rate),
             measured_ms=float(result.infer_ms),
             budget_ms=float(decision.budget_ms),
             budget_source=decision.source,
@@ -459,6 +496,8 @@ class Segmenter:
         level, message = OK, "ok"
         if processed and misses / processed > 0.2:
             level, message = WARN, "many missed deadlines"
+        if last.get("feasible") is False and last["mode"] == "auto":
+            level, message = WARN, "budget infeasible: no level's frame-time quantile fits it"
         if self.stream.faster_than(self._budget_period_ms):
             level, message = WARN, "camera faster than the budgets' frame period: frames dropped"
         if stale:
@@ -476,6 +515,11 @@ class Segmenter:
             "budgets_received": self.arbiter.accepted,
             "processing_errors": errors.get("errors", 0),
             "unusable_predictions": self.controller.unusable_predictions,
+            "infeasible_budget_frames": self.controller.infeasible_frames,
+            "quantile": self.tail.quantile,
+            "quantile_coverage": self.tail.coverage,
+            "running_miss_rate": self.tail.miss_rate,
+            "predicted_quantile_ms": last.get("quantiles", []),
             "log_lines_suppressed": self.errors.suppressed,
             "frames_lost_before_node": self.stream.frames_lost,
             "camera_rate_hz": self.stream.rate_hz(),

@@ -1,0 +1,260 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Streaming mIoU of the dynamic node against every static level, at 30 and 10 Hz.
+
+    make bench-streaming     # or: python benchmarks/bench_streaming.py
+
+CamVid val frames in file order are replayed as a camera (CompressedImage)
+through the real segformer_node, with load_monitor_node in the loop
+(target_rate_hz = the camera rate), quiet and with a CPU burst on one core
+for the middle third. Each labelled frame is scored against the newest mask
+published before the next frame arrived (dynvit_ros/training/streaming.py).
+Also printed: mIoU of the processed frames and deadline misses. CamVid's
+labelled frames are a second apart in the original video, so replaying them
+at 30 Hz changes the scene faster than a real camera would: harsher than real
+life, equally for every mode. Ends with one JSON line
+{"hz": {"30": {"quiet": {"dynamic": .., "static": [..]}, "burst": {..}}, "10": {..}}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+
+def pinned_burst(seconds: float) -> subprocess.Popen:
+    """One busy process pinned to the first allowed core (a competing program)."""
+    core = sorted(os.sched_getaffinity(0))[0]
+    code = (
+        f"import os, time\nos.sched_setaffinity(0, {{{core}}})\nt = time.time() + {seconds}\n"
+        "while time.time() < t:\n    pass\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+class Camera:
+    def __init__(self, domain: int, frames: list, labels: list):
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile
+        from sensor_msgs.msg import CompressedImage, Image
+
+        from dynvit_ros.msg import InferenceStats
+        from dynvit_ros.ros.qos import qos_profile
+
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        self.node = rclpy.create_node("bench_streaming", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.pub = self.node.create_publisher(
+            CompressedImage, "/camera/image_raw/compressed", qos_profile("sensor_data", 5)
+        )
+        self.frames, self.labels = frames, labels
+        self.run_id = 0
+        self.masks: list = []
+        self.stats: list = []
+        self.node.create_subscription(
+            Image, "/segmentation/mask", self._on_mask, QoSProfile(depth=50)
+        )
+        self.node.create_subscription(
+            InferenceStats, "/segmentation/stats", self.stats.append, QoSProfile(depth=50)
+        )
+
+    def _on_mask(self, msg) -> None:
+        if msg.header.stamp.sec != self.run_id:
+            return
+        mask = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+        self.masks.append(
+            (time.monotonic(), msg.header.stamp.nanosec // 1000, mask[:, : msg.width])
+        )
+
+    def spin(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.005)
+
+    def set_params(self, node: str, values: dict) -> None:
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+
+        client = self.node.create_client(SetParameters, f"/{node}/set_parameters")
+        while not client.service_is_ready():
+            self.spin(0.05)
+        future = client.call_async(
+            SetParameters.Request(
+                parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
+            )
+        )
+        while not future.done():
+            self.spin(0.02)
+        self.node.destroy_client(client)
+        for result in future.result().results:
+            if not result.successful:
+                raise RuntimeError(f"{node} refused {values}: {result.reason}")
+
+    def run(self, hz: float, burst: bool) -> dict:
+        from sensor_msgs.msg import CompressedImage
+
+        from dynvit_ros.training.camvid import ConfusionMatrix
+        from dynvit_ros.training.streaming import streaming_confusion
+
+        self.run_id += 1
+        self.masks.clear()
+        self.stats.clear()
+        period, n = 1.0 / hz, len(self.frames)
+        sends, started, burster = [], time.monotonic(), None
+        for k in range(n):
+            due = started + k * period
+            while (now := time.monotonic()) < due:
+                self.executor.spin_once(timeout_sec=min(0.002, due - now))
+            if burst and burster is None and k >= n // 3:
+                burster = pinned_burst(n * period / 3)
+            msg = CompressedImage(format="jpeg", data=self.frames[k])
+            msg.header.stamp.sec, msg.header.stamp.nanosec = self.run_id, k * 1000
+            msg.header.frame_id = "camera"
+            sends.append(time.monotonic())
+            self.pub.publish(msg)
+        self.spin(max(period, 0.3))
+        if burster is not None:
+            burster.wait()
+        streaming = streaming_confusion(sends, self.labels, [(t, m) for t, _, m in self.masks])
+        processed = ConfusionMatrix()
+        for _, k, mask in self.masks:
+            processed.update(mask, self.labels[k])
+        stats = [s for s in self.stats if s.header.stamp.sec == self.run_id]
+        met = [s.deadline_met for s in stats]
+        return {
+            "streaming_miou": round(streaming.miou(), 2),
+            "processed_miou": round(processed.miou(), 2) if self.masks else None,
+            "processed_pct": round(100.0 * len(stats) / n, 1),
+            "miss_pct": round(100.0 * (1 - sum(met) / max(len(met), 1)), 1),
+            "mean_level": round(float(np.mean([s.skip_level for s in stats])), 2)
+            if stats
+            else None,
+        }
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--model", type=Path, default=REPO / "models" / "segformer_b0_camvid.safetensors"
+    )
+    p.add_argument(
+        "--levels", type=Path, default=REPO / "config" / "segformer_b0_camvid.levels.yaml"
+    )
+    p.add_argument("--rates", type=float, nargs="+", default=[30.0, 10.0])
+    p.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_streaming")
+    args = p.parse_args(argv)
+
+    import cv2
+    from hostload import HostLoad
+
+    from dynvit_ros.demo.node_process import NodeProcess
+    from dynvit_ros.engine.levels import LevelTable
+    from dynvit_ros.training import camvid
+
+    val = camvid.load_split(camvid.require_root(), "val")
+    frames = [
+        cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
+        for rgb in val.images
+    ]
+    levels = LevelTable.load(args.levels)
+    cache = (REPO / "outputs" / "cache").resolve()
+    domain = 20 + os.getpid() % 40
+    seg = NodeProcess(
+        "segformer_node",
+        "segformer_node",
+        {
+            "model_path": str(args.model.resolve()),
+            "levels_path": str(args.levels.resolve()),
+            "input_type": "compressed",
+            "publish_color": False,
+            "latency_options": json.dumps(
+                {"cache_dir": str(cache), "frame_hw": list(val.images[0].shape[:2])}
+            ),
+        },
+        domain,
+        args.out / "logs",
+        remaps={"image": "/camera/image_raw/compressed"},
+    )
+    monitor = NodeProcess(
+        "load_monitor_node",
+        "load_monitor_node",
+        {"target_rate_hz": args.rates[0]},
+        domain,
+        args.out / "logs",
+    )
+    cam = Camera(domain, frames, val.labels)
+    results: dict = {"hz": {}}
+    try:
+        deadline = time.monotonic() + 240
+        while not cam.node.get_publishers_info_by_topic("/segmentation/stats"):
+            if time.monotonic() > deadline or not seg.alive():
+                print(seg.output()[-2000:], file=sys.stderr)
+                raise SystemExit("segformer_node did not start")
+            cam.spin(0.2)
+        cam.spin(3.0)
+        with HostLoad() as load:
+            for hz in args.rates:
+                cam.set_params("load_monitor_node", {"target_rate_hz": hz})
+                by_rate = results["hz"][f"{hz:g}"] = {}
+                for condition in ("quiet", "burst"):
+                    row = by_rate[condition] = {"static": []}
+                    for mode in ["auto"] + list(range(len(levels))):
+                        if mode == "auto":
+                            cam.set_params("segformer_node", {"mode": "auto"})
+                        else:
+                            cam.set_params("segformer_node", {"mode": "fixed", "skip_level": mode})
+                        cam.spin(2.0)
+                        r = cam.run(hz, condition == "burst")
+                        r["mode"] = "dynamic" if mode == "auto" else f"L{mode}"
+                        if mode == "auto":
+                            row["dynamic"] = r
+                        else:
+                            row["static"].append(r)
+                        print(
+                            f"{hz:4g} Hz {condition:5} {r['mode']:8} streaming "
+                            f"{r['streaming_miou']:6.2f}  processed {r['processed_miou']}  "
+                            f"({r['processed_pct']:5.1f}% of frames)  miss {r['miss_pct']:5.1f}%"
+                            f"  level {r['mean_level']}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+        results["host_load"] = load.report()
+    finally:
+        cam.close()
+        monitor.stop()
+        seg.stop()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "runs.json").write_text(json.dumps(results, indent=1))
+    summary = {"hz": {}, "host_load": results["host_load"]}
+    for hz, by_rate in results["hz"].items():
+        summary["hz"][hz] = {
+            c: {
+                "dynamic": row["dynamic"]["streaming_miou"],
+                "static": [s["streaming_miou"] for s in row["static"]],
+            }
+            for c, row in by_rate.items()
+        }
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

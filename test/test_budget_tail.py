@@ -1,0 +1,80 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The learned tail: quantile predictions, coverage, borrowing, and the selector's use of it."""
+
+import math
+
+import numpy as np
+import pytest
+
+from dynvit_ros.budget.arbiter import BudgetArbiter
+from dynvit_ros.budget.controller import Controller
+from dynvit_ros.budget.policy import LevelSelector
+from dynvit_ros.budget.tail import TailEstimator
+
+
+def test_quantile_covers_its_nominal_share_of_noisy_frames():
+    rng = np.random.default_rng(0)
+    tail = TailEstimator(quantile=0.95, window=400)
+    medians = [40.0, 25.0, 10.0]
+    frames = 4000
+    for i in range(frames):
+        level = i % 3
+        q = tail.quantiles(medians)[level]
+        measured = medians[level] * float(rng.lognormal(0.0, 0.15))
+        tail.observe(level, medians[level], q, measured, budget_ms=50.0)
+    assert abs(tail.coverage - 0.95) < 0.02, tail.coverage
+    assert tail.ratio(0) == pytest.approx(math.exp(0.15 * 1.645), rel=0.1)
+
+
+def test_levels_without_recent_frames_borrow_the_pooled_ratio():
+    tail = TailEstimator(quantile=0.9, min_pooled=5, min_level=10)
+    assert tail.ratio(3) == tail.prior_ratio
+    for _ in range(8):
+        tail.observe(0, 10.0, 12.0, 15.0, 20.0)  # 1.5x
+    assert tail.ratio(2) == pytest.approx(1.5)  # pooled, level 2 never ran
+    assert tail.miss_rate == 0.0
+    tail.observe(0, 10.0, 12.0, 25.0, 20.0)
+    assert tail.miss_rate == pytest.approx(1 / 9)
+    tail.observe(1, math.nan, 1.0, 5.0, 20.0)  # unusable: ignored
+    assert tail.frames == 9
+
+
+class _Latency:
+    predicts_this_host = True
+
+    def __init__(self, medians):
+        self.medians = medians
+
+    def predict_all(self, configs, input_hw):
+        return self.medians
+
+    def observe(self, config, input_hw, ms):
+        pass
+
+
+def test_selector_uses_the_quantile_and_reports_infeasible_budgets():
+    latency = _Latency([40.0, 25.0, 10.0])
+    tail = TailEstimator(quantile=0.97, min_pooled=5)
+    arbiter = BudgetArbiter(3, budget_ms=45.0)
+    c = Controller(latency, ["a", "b", "c"], (8, 8), arbiter, LevelSelector(3, 0), tail)
+    # Frames run 1.3x their median: level 0 (40 -> 52 ms) no longer fits a 45 ms budget.
+    for _ in range(10):
+        plan = c.plan(0.0)
+        c.observe(plan, plan.predicted_ms[plan.level] * 1.3)
+    plan = c.plan(0.0)
+    assert plan.level == 1 and plan.quantile_ms[0] == pytest.approx(52.0)
+    arbiter.update(budget_ms=5.0)
+    plan = c.plan(0.0)
+    assert not plan.feasible and plan.level == 2 and c.infeasible_frames == 1
+
+
+def test_models_of_other_chips_are_compared_by_their_own_predictions():
+    latency = _Latency([0.4, 0.2])
+    latency.predicts_this_host = False
+    c = Controller(
+        latency, ["a", "b"], (8, 8), BudgetArbiter(2, budget_ms=0.3), LevelSelector(2, 0)
+    )
+    plan = c.plan(0.0)
+    assert plan.quantile_ms == [0.4, 0.2] and plan.level == 1
+    c.observe(plan, 30.0)  # host time: no lesson for a GV100 model, but a miss
+    assert c.tail.frames == 0 and c.tail.miss_rate == 1.0
