@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hostload import HostLoad  # noqa: E402
 import torch  # noqa: E402
 
+from dynvit_ros.budget.tail import TailEstimator  # noqa: E402
 from dynvit_ros.engine.levels import candidate_configs  # noqa: E402
 from dynvit_ros.engine.macs import count_layers, total_macs  # noqa: E402
 from dynvit_ros.engine.model import VARIANTS, build_segformer  # noqa: E402
@@ -271,20 +272,70 @@ def pick_levels(model, input_hw, count: int):
     return chosen
 
 
-def run_frames(model_latency, configs, input_hw, frames: int, rng: random.Random):
+def run_frames(
+    model_latency,
+    configs,
+    input_hw,
+    frames: int,
+    rng: random.Random,
+    tail=None,
+    covered=None,
+    stop_at=None,
+):
     """Frames cycling through the levels (a fresh shuffle per cycle): (level, predicted,
-    measured)."""
+    measured). With ``tail`` (a TailEstimator, as the node uses) each frame's quantile
+    prediction is checked against its measured time and appended to ``covered``."""
     out, order = [], []
     for _ in range(frames):
+        if stop_at is not None and time.monotonic() >= stop_at:
+            break
         if not order:
             order = list(range(len(configs)))
             rng.shuffle(order)
         level = order.pop()
         config = configs[level]
         predicted = model_latency.predict(config, input_hw)
+        quantile = predicted * tail.ratio(level) if tail is not None else math.nan
         measured = model_latency.measure(config, input_hw)
         model_latency.observe(config, input_hw, measured)
+        if tail is not None:
+            tail.observe(level, predicted, quantile, measured, math.inf)
+            covered.append(measured <= quantile)
         out.append((level, predicted, measured))
+    return out
+
+
+def disturbed_frames(
+    model_latency,
+    configs,
+    input_hw,
+    seconds: float,
+    period_s: float,
+    rng: random.Random,
+    tail,
+    covered,
+):
+    """Frames while a competing process on this core starts and stops every ``period_s``."""
+    spin = "while True: pass"
+    out, end, busy = [], time.monotonic() + seconds, False
+    while time.monotonic() < end:
+        spinner = subprocess.Popen([sys.executable, "-c", spin]) if busy else None
+        try:
+            out += run_frames(
+                model_latency,
+                configs,
+                input_hw,
+                10**6,
+                rng,
+                tail,
+                covered,
+                stop_at=min(end, time.monotonic() + period_s),
+            )
+        finally:
+            if spinner is not None:
+                spinner.kill()
+                spinner.wait()
+        busy = not busy
     return out
 
 
@@ -375,7 +426,16 @@ def host(args) -> dict:
     predict_all_us = (time.perf_counter() - start) / calls * 1e6
 
     rng = random.Random(0)
-    steady = run_frames(profiled, configs, input_hw, args.frames, rng)
+    tail = TailEstimator(quantile=args.quantile)
+    covered_quiet: list[bool] = []
+    steady = run_frames(profiled, configs, input_hw, args.frames, rng, tail, covered_quiet)
+    median_ok = [
+        within(
+            statistics.median(p for lv, p, _ in steady if lv == level),
+            statistics.median(m for lv, _, m in steady if lv == level),
+        )
+        for level in range(len(configs))
+    ]
     share = 100.0 * sum(within(p, m) for _, p, m in steady) / len(steady)
     base = [profiled.table[c] for c in configs]
     floor = noise_floor(steady, base)
@@ -412,6 +472,21 @@ def host(args) -> dict:
             spinner.kill()
             spinner.wait()
     unloaded = run_frames(profiled, configs, input_hw, args.step_frames, rng)
+    covered_disturbed: list[bool] = []
+    disturbed = disturbed_frames(
+        profiled, configs, input_hw, args.disturb_seconds, 2.0, rng, tail, covered_disturbed
+    )
+    coverage = {
+        "quiet": round(100.0 * sum(covered_quiet) / len(covered_quiet), 1),
+        "disturbed": round(100.0 * sum(covered_disturbed) / max(len(covered_disturbed), 1), 1),
+    }
+    print(
+        f"Quantile p{100 * args.quantile:g} (TailEstimator over the profiled medians): coverage "
+        f"{coverage['quiet']}% quiet ({len(covered_quiet)} frames), {coverage['disturbed']}% "
+        f"with a process on this core starting and stopping every 2 s ({len(disturbed)} frames); "
+        f"levels whose median prediction is within +-10% of their measured median: "
+        f"{sum(median_ok)}/{len(median_ok)}"
+    )
     slow = statistics.median(m / (profiled.base(configs[lv], input_hw)) for lv, _, m in loaded[5:])
     base_ratio = statistics.median(
         m / (profiled.base(configs[lv], input_hw)) for lv, _, m in before
@@ -472,6 +547,9 @@ def host(args) -> dict:
         )
     return {
         "within10_pct": round(share, 1),
+        "median_within10_levels_pct": round(100.0 * sum(median_ok) / len(median_ok), 1),
+        "coverage_pct": coverage,
+        "nominal_pct": round(100.0 * args.quantile, 1),
         "recovery_frames": rec_on,
         "recovery_frames_unload": rec_off,
         "recovery_frames_abs": abs_on,
@@ -511,6 +589,18 @@ def main() -> None:
     parser.add_argument("--core", type=int, default=min(os.sched_getaffinity(0)))
     parser.add_argument("--load-seconds", type=float, default=60.0)
     parser.add_argument("--trace", help="write the measured frames as JSON here")
+    parser.add_argument(
+        "--quantile",
+        type=float,
+        default=0.97,
+        help="the quantile the node uses (1 - deadline_miss_target)",
+    )
+    parser.add_argument(
+        "--disturb-seconds",
+        type=float,
+        default=30.0,
+        help="frames under an on/off competing process",
+    )
     parser.add_argument("--skip-host", action="store_true", help="only the analytical part")
     args = parser.parse_args()
     result = analytical()
