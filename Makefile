@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 ENV := export VENV=$(VENV); source $(ROOT)/tools/env.sh
 PYTEST_ARGS ?=
 
-.PHONY: venv build lint test demo bench-engine bench-latency bench-allocator bench-node bench-budget bench-multicam bench-backends bench-robustness bench-accuracy eval train clean
+.PHONY: venv build lint test demo bench-engine bench-latency bench-allocator bench-node bench-budget bench-multicam bench-backends bench-robustness bench-streaming bench-accuracy bench-calibrate eval train clean
 
 venv:
 	VENV=$(VENV) $(ROOT)/tools/setup_venv.sh
@@ -77,11 +77,16 @@ LEVELS := config/segformer_b0_camvid.levels.yaml
 # Re-run the level search from CamVid val (writes outputs/, not the shipped table).
 eval: venv
 	$(ENV); cd $(ROOT) && $(PY) -m dynvit_ros.training.calibrate --model $(MODEL) --baseline $(BASELINE) \
-	    --levels-out outputs/segformer_b0_camvid.levels.yaml
+	    --camvid --no-prune --levels-out outputs/segformer_b0_camvid.levels.yaml --force
 
 # Accuracy and latency of the shipped levels on CamVid val, post-hoc vs skip-aware.
 bench-accuracy: venv
-	$(ENV); cd $(ROOT) && $(PY) -m dynvit_ros.training.calibrate --model $(MODEL) --baseline $(BASELINE) --levels $(LEVELS)
+	$(ENV); cd $(ROOT) && $(PY) -m dynvit_ros.training.calibrate --model $(MODEL) --baseline $(BASELINE) \
+	    --camvid --levels $(LEVELS)
+
+# Label-free calibration checked against CamVid labels, and what a search costs for B0 and B2.
+bench-calibrate: venv
+	$(ENV); cd $(ROOT) && $(PY) benchmarks/bench_calibrate.py
 
 # Train the default model (skip-aware) from scratch on CamVid; TRAIN_ARGS to change the recipe.
 TRAIN_ARGS ?= --skip-aware --epochs 300

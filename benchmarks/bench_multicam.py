@@ -23,27 +23,29 @@ import time
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from benchclient import (  # noqa: E402
+    BenchClient,
+    camera_node_params,
+    camvid_val_jpegs,
+    pinned_burst,
+)
+
 CAMERAS = (("front", 2.0), ("rear", 1.0))
 
 
-class Feeder:
+class Feeder(BenchClient):
     """The test side: publishes frames to every camera and collects their stats and masks."""
 
     def __init__(self, domain: int, frames: list, labels: list, camera_hz: float):
-        import rclpy
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile
         from sensor_msgs.msg import CompressedImage, Image
 
         from dynvit_ros.msg import InferenceStats
         from dynvit_ros.ros.qos import qos_profile
 
-        self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain)
-        self.node = rclpy.create_node("bench_multicam", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__(domain, "bench_multicam")
         self.frames, self.labels, self.period = frames, labels, 1.0 / camera_hz
         self.pubs, self.stats, self.masks = {}, {}, {}
         for cam, _ in CAMERAS:
@@ -69,11 +71,6 @@ class Feeder:
         self.masks[cam][(msg.header.stamp.sec, index)] = np.frombuffer(
             bytes(msg.data), np.uint8
         ).reshape(msg.height, msg.step)[:, : msg.width]
-
-    def spin(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=0.01)
 
     def run(self, seconds: float, burst) -> dict:
         from sensor_msgs.msg import CompressedImage
@@ -127,23 +124,6 @@ class Feeder:
             )
         return {"cameras": rows}
 
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.context.try_shutdown()
-
-
-def _pinned_burst(seconds: float):
-    """One busy process pinned to the first allowed core (a competing program)."""
-    core = sorted(os.sched_getaffinity(0))[0]
-    code = (
-        f"import os,time; os.sched_setaffinity(0,{{{core}}}); t=time.time()+{seconds}\n"
-        "while time.time()<t: pass"
-    )
-    import subprocess
-
-    return subprocess.Popen([sys.executable, "-c", code])
-
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -158,37 +138,19 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_multicam")
     args = p.parse_args(argv)
 
-    import cv2
-
-    sys.path.insert(0, str(REPO / "benchmarks"))
     from hostload import HostLoad
 
     from dynvit_ros.demo.node_process import NodeProcess
-    from dynvit_ros.training import camvid
 
-    val = camvid.load_split(camvid.require_root(), "val")
-    frames = [
-        cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
-        for rgb in val.images
-    ]
-    cache = (REPO / "outputs" / "cache").resolve()
+    frames, labels, frame_hw = camvid_val_jpegs()
     domain = 100 + os.getpid() % 50
     results = {}
     for label, mode in (("dynamic", "auto"), ("static_full", "fixed")):
         procs = []
         for cam, _ in CAMERAS:
-            params = {
-                "model_path": str(args.model.resolve()),
-                "levels_path": str(args.levels.resolve()),
-                "input_type": "compressed",
-                "mode": mode,
-                "skip_level": 0,
-                "publish_color": False,
-                "num_threads": 1,
-                "latency_options": json.dumps(
-                    {"cache_dir": str(cache), "frame_hw": list(val.images[0].shape[:2])}
-                ),
-            }
+            params = camera_node_params(
+                args.model, args.levels, frame_hw, mode=mode, skip_level=0, num_threads=1
+            )
             procs.append(
                 NodeProcess(
                     "segformer_node",
@@ -214,22 +176,14 @@ def main(argv=None) -> int:
                 args.out / f"logs_{label}_monitor",
             )
         )
-        feeder = Feeder(domain, frames, val.labels, args.camera_hz)
+        feeder = Feeder(domain, frames, labels, args.camera_hz)
         try:
-            deadline = time.monotonic() + 240
-            while not all(
-                feeder.node.get_publishers_info_by_topic(f"/{c}/segmentation/stats")
-                for c, _ in CAMERAS
-            ):
-                if time.monotonic() > deadline or not all(pr.alive() for pr in procs):
-                    for pr in procs:
-                        print(pr.output()[-1500:], file=sys.stderr)
-                    raise SystemExit("nodes did not start")
-                feeder.spin(0.2)
+            for cam, _ in CAMERAS:
+                feeder.wait_for_publisher(f"/{cam}/segmentation/stats", procs)
             feeder.spin(3.0)
             burst = []
             with HostLoad() as load:
-                row = feeder.run(args.seconds, lambda s: burst.append(_pinned_burst(s)))
+                row = feeder.run(args.seconds, lambda s: burst.append(pinned_burst(s)))
             row["host_load"] = load.report()
             for b in burst:
                 b.wait(timeout=args.seconds)

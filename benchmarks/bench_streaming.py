@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 from pathlib import Path
-import subprocess
 import sys
 import time
 
@@ -30,33 +29,23 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-
-def pinned_burst(seconds: float) -> subprocess.Popen:
-    """One busy process pinned to the first allowed core (a competing program)."""
-    core = sorted(os.sched_getaffinity(0))[0]
-    code = (
-        f"import os, time\nos.sched_setaffinity(0, {{{core}}})\nt = time.time() + {seconds}\n"
-        "while time.time() < t:\n    pass\n"
-    )
-    return subprocess.Popen([sys.executable, "-c", code])
+from benchclient import (  # noqa: E402
+    BenchClient,
+    camera_node_params,
+    camvid_val_jpegs,
+    pinned_burst,
+)
 
 
-class Camera:
+class Camera(BenchClient):
     def __init__(self, domain: int, frames: list, labels: list):
-        import rclpy
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile
         from sensor_msgs.msg import CompressedImage, Image
 
         from dynvit_ros.msg import InferenceStats
         from dynvit_ros.ros.qos import qos_profile
 
-        self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain)
-        self.node = rclpy.create_node("bench_streaming", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__(domain, "bench_streaming")
         self.pub = self.node.create_publisher(
             CompressedImage, "/camera/image_raw/compressed", qos_profile("sensor_data", 5)
         )
@@ -78,30 +67,6 @@ class Camera:
         self.masks.append(
             (time.monotonic(), msg.header.stamp.nanosec // 1000, mask[:, : msg.width])
         )
-
-    def spin(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=0.005)
-
-    def set_params(self, node: str, values: dict) -> None:
-        from rcl_interfaces.srv import SetParameters
-        from rclpy.parameter import Parameter
-
-        client = self.node.create_client(SetParameters, f"/{node}/set_parameters")
-        while not client.service_is_ready():
-            self.spin(0.05)
-        future = client.call_async(
-            SetParameters.Request(
-                parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
-            )
-        )
-        while not future.done():
-            self.spin(0.02)
-        self.node.destroy_client(client)
-        for result in future.result().results:
-            if not result.successful:
-                raise RuntimeError(f"{node} refused {values}: {result.reason}")
 
     def run(self, hz: float, burst: bool) -> dict:
         from sensor_msgs.msg import CompressedImage
@@ -144,11 +109,6 @@ class Camera:
             else None,
         }
 
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.context.try_shutdown()
-
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -162,33 +122,18 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_streaming")
     args = p.parse_args(argv)
 
-    import cv2
     from hostload import HostLoad
 
     from dynvit_ros.demo.node_process import NodeProcess
     from dynvit_ros.engine.levels import LevelTable
-    from dynvit_ros.training import camvid
 
-    val = camvid.load_split(camvid.require_root(), "val")
-    frames = [
-        cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
-        for rgb in val.images
-    ]
+    frames, labels, frame_hw = camvid_val_jpegs()
     levels = LevelTable.load(args.levels)
-    cache = (REPO / "outputs" / "cache").resolve()
     domain = 20 + os.getpid() % 40
     seg = NodeProcess(
         "segformer_node",
         "segformer_node",
-        {
-            "model_path": str(args.model.resolve()),
-            "levels_path": str(args.levels.resolve()),
-            "input_type": "compressed",
-            "publish_color": False,
-            "latency_options": json.dumps(
-                {"cache_dir": str(cache), "frame_hw": list(val.images[0].shape[:2])}
-            ),
-        },
+        camera_node_params(args.model, args.levels, frame_hw),
         domain,
         args.out / "logs",
         remaps={"image": "/camera/image_raw/compressed"},
@@ -200,15 +145,10 @@ def main(argv=None) -> int:
         domain,
         args.out / "logs",
     )
-    cam = Camera(domain, frames, val.labels)
+    cam = Camera(domain, frames, labels)
     results: dict = {"hz": {}}
     try:
-        deadline = time.monotonic() + 240
-        while not cam.node.get_publishers_info_by_topic("/segmentation/stats"):
-            if time.monotonic() > deadline or not seg.alive():
-                print(seg.output()[-2000:], file=sys.stderr)
-                raise SystemExit("segformer_node did not start")
-            cam.spin(0.2)
+        cam.wait_for_publisher("/segmentation/stats", [seg, monitor])
         cam.spin(3.0)
         with HostLoad() as load:
             for hz in args.rates:
