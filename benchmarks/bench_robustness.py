@@ -64,6 +64,64 @@ ENCODINGS = [
 ]
 
 
+# A camera-sized stream between two plain rclpy processes: what the transport alone delivers.
+TRANSPORT_PEER = """
+import array, sys, time
+import rclpy
+from sensor_msgs.msg import Image
+from dynvit_ros.ros.qos import qos_profile
+role, seconds = sys.argv[1], float(sys.argv[2])
+rclpy.init()
+node = rclpy.create_node("large_" + role)
+if role == "pub":
+    pub = node.create_publisher(Image, "/large", qos_profile("sensor_data", 5))
+    msg = Image(height=1080, width=1920, encoding="rgb8", step=5760)
+    msg.data = array.array("B", bytes(1080 * 5760))
+    t0 = time.monotonic()
+    while pub.get_subscription_count() == 0 and time.monotonic() - t0 < 20:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    sent, start = 0, time.monotonic()
+    while time.monotonic() - start < seconds:
+        pub.publish(msg)
+        sent += 1
+        time.sleep(max(0.0, start + sent / 30.0 - time.monotonic()))
+    print(sent)
+else:
+    got = []
+    node.create_subscription(Image, "/large", lambda m: got.append(1), qos_profile("sensor_data"))
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    print(len(got))
+"""
+
+
+def large_frames_transport(seconds: float, domain: int) -> dict:
+    """1920x1080 rgb8 at 30 Hz between two processes, with and without the shipped profile."""
+    out = {}
+    for label, profile in (("default", ""), ("shipped_profile", str(DDS_PROFILE))):
+        env = dict(os.environ, ROS_DOMAIN_ID=str(domain), FASTDDS_DEFAULT_PROFILES_FILE=profile)
+        sub = subprocess.Popen(
+            [sys.executable, "-c", TRANSPORT_PEER, "sub", str(seconds + 8)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1.0)
+        pub = subprocess.run(
+            [sys.executable, "-c", TRANSPORT_PEER, "pub", str(seconds)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+        )
+        received = int(sub.communicate(timeout=seconds + 60)[0].strip() or 0)
+        sent = int(pub.stdout.strip() or 0)
+        out[label] = round(100.0 * received / max(sent, 1), 1)
+    return out
+
+
 def rss_mb(pid: int) -> float:
     try:
         return psutil.Process(pid).memory_info().rss / 2**20
@@ -632,6 +690,9 @@ class Campaign:
         self.shutdown()
         self.soak(10.0 if q else 600.0)
         self.overload(6.0 if q else 60.0)
+        self.results["transport_1080p_received_pct"] = large_frames_transport(
+            5.0 if q else 60.0, self.domain + 1
+        )
         self.client.close()
         return self.results
 
