@@ -48,6 +48,7 @@ setup(
             "dynvit-calibrate = dynvit_ros.training.calibrate:main",
             "dynvit-sample-scene = dynvit_ros.demo.sample_scene:main",
             "dynvit-replay = dynvit_ros.bags.replay:main",
+            "dynvit-export = dynvit_ros.engine.onnx_export:main",
         ],
         "dynvit_ros.latency_models": [
             "profiled = dynvit_ros.latency.profiled:ProfiledLatencyModel",

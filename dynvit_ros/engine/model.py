@@ -80,6 +80,11 @@ def stage_sizes(height: int, width: int, spec: VariantSpec) -> list[tuple[int, i
 
 
 def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """Input size after a level's ``input_scale``: Python ints in, Python ints out.
+
+    Callers pass plain ints (see :meth:`SegFormer.forward`): a level's geometry is
+    decided once from the static input size, never traced as tensor arithmetic.
+    """
     if scale == 1.0:
         return height, width
     return max(1, round(height * scale)), max(1, round(width * scale))
@@ -327,7 +332,10 @@ class SegFormer(nn.Module):
 
     def forward(self, images: torch.Tensor, skip: SkipConfig = FULL) -> torch.Tensor:
         """Normalised (B, 3, H, W) images -> logits at the fuse resolution."""
-        height, width = images.shape[-2:]
+        # Python ints: under a tracer (ONNX export) shape entries are 0-d tensors, and the
+        # level's geometry (resize, padding, fuse size) must be decided here, not traced:
+        # an exported graph has one fixed input size.
+        height, width = (int(v) for v in images.shape[-2:])
         scaled = scaled_size(height, width, skip.input_scale)
         if scaled != (height, width):
             images = F.interpolate(images, size=scaled, mode="bilinear", align_corners=False)

@@ -3,7 +3,9 @@
 
 This is what the ROS node drives; it has no ROS import. Frames are resized to
 the model's input size (the size its skip levels were calibrated at), and the
-mask is returned at the frame's own size.
+mask is returned at the frame's own size. The forward pass itself runs on a
+backend (:mod:`dynvit_ros.engine.backends`: eager ``torch`` by default, or
+``onnxruntime``); everything around it is the same for both.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 import time
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dynvit_ros.engine.backends import TorchBackend, load_backend
 from dynvit_ros.engine.checkpoint import ModelMetadata, load_model
 from dynvit_ros.engine.levels import LevelTable
 from dynvit_ros.engine.macs import count_layers, total_macs
@@ -42,6 +46,7 @@ class SegmentationRuntime:
         metadata: ModelMetadata,
         levels: LevelTable | None = None,
         upsample: str = "logits",
+        backend=None,
     ):
         if upsample not in UPSAMPLING:
             raise ValueError(f"upsample must be one of {UPSAMPLING}, got {upsample!r}")
@@ -57,6 +62,7 @@ class SegmentationRuntime:
             total_macs(count_layers(model.variant, metadata.num_classes, self.input_hw, c))
             for c in self.levels.configs
         ]
+        self.backend = backend or TorchBackend(self.model)
 
     @classmethod
     def load(
@@ -65,12 +71,30 @@ class SegmentationRuntime:
         levels: str | Path | LevelTable | None = None,
         num_threads: int | None = None,
         upsample: str = "logits",
+        backend: str = "torch",
+        graph_dir: str | Path | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> "SegmentationRuntime":
+        """``backend``: ``torch`` or ``onnxruntime`` (sessions built here, from ``graph_dir``
+        or the graph cache; ``warn`` hears why a cached graph was refused and rebuilt).
+        """
         if num_threads:
             set_num_threads(num_threads)
         model, metadata = load_model(checkpoint)
         table = LevelTable.load(levels) if isinstance(levels, (str, Path)) else levels
-        return cls(model, metadata, table, upsample)
+        runtime = cls(model, metadata, table, upsample)
+        if backend != "torch":
+            runtime.backend = load_backend(
+                backend,
+                runtime.model,
+                metadata,
+                runtime.levels,
+                runtime.input_hw,
+                num_threads,
+                graph_dir,
+                warn,
+            )
+        return runtime
 
     @property
     def palette(self) -> np.ndarray:
@@ -94,7 +118,7 @@ class SegmentationRuntime:
             raise ValueError(f"skip level {level} out of range 0..{len(self.levels) - 1}")
         config = self.levels[level].config
         start = time.perf_counter()
-        logits = self.model(self.preprocess(rgb), config)
+        logits = self.backend.forward(self.preprocess(rgb), config)
         mask = logits_to_masks(logits, rgb.shape[:2], self.upsample)[0]
         elapsed = (time.perf_counter() - start) * 1e3
         return InferenceResult(mask, level, config, elapsed, self._macs[level])

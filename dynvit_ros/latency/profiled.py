@@ -6,8 +6,10 @@ Calibration times every level here: ``warmup`` untimed runs per level, then
 host hit every level alike), and keeps the median per level. The table is
 cached as JSON, keyed by model id, variant, class count, input size, thread
 count, torch version, CPU model, what is timed, the allocator settings
-(``host.tune_allocator``) and the configurations; any
-difference in the key means recalibration.
+(``host.tune_allocator``), the backend that runs the forward pass (name,
+version, its threads) and the configurations; any difference in the key means
+recalibration. The backend timed is the one the runtime uses (option
+``backend``: a :mod:`dynvit_ros.engine.backends` object; default eager torch).
 
 Online estimator. The prediction for configuration ``c`` is
 ``base(c) * rho_c * lam``:
@@ -47,6 +49,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from dynvit_ros.engine.backends import TorchBackend
 from dynvit_ros.engine.macs import count_layers, total_macs
 from dynvit_ros.engine.masks import logits_to_masks
 from dynvit_ros.engine.skip import SkipConfig
@@ -67,7 +70,8 @@ def _config_key(config: SkipConfig) -> dict:
 
 
 class ProfiledLatencyModel(LatencyModel):
-    """Options: ``threads``, ``warmup`` (3), ``repeats`` (10), ``call`` ("predict" or "forward"),
+    """Options: ``backend`` (the runtime's backend object; default eager torch),
+    ``threads``, ``warmup`` (3), ``repeats`` (10), ``call`` ("predict" or "forward"),
     ``upsample`` ("logits" or "mask", as the node's mask_upsampling), ``frame_hw`` ([h, w] of the
     camera frames when they differ from the model's input size),
     ``cache_dir`` / ``cache_file``, ``recalibrate``, ``progress`` (True), ``load_alpha`` (0.5),
@@ -81,6 +85,9 @@ class ProfiledLatencyModel(LatencyModel):
         super().__init__(context)
         opts = dict(context.options or {})
         self.model = context.model
+        # What runs the forward pass: the runtime passes its own, so that what is timed here
+        # is what the node runs.
+        self.backend = opts.get("backend") or TorchBackend(self.model)
         self.configs = list(context.configs)
         if not self.configs:
             raise LatencyModelError("the profiled latency model needs at least one configuration")
@@ -105,9 +112,8 @@ class ProfiledLatencyModel(LatencyModel):
         self.load_clip = float(opts.get("load_clip", 0.5))
         self.level_alpha = float(opts.get("level_alpha", 0.1))
         self.level_step = float(opts.get("level_step", 0.02))
-        self.target = (
-            f"this host: {cpu_model()}, {self.threads} threads, torch {torch.__version__}"
-        )
+        backend = f"{self.backend.name} {self.backend.version}"
+        self.target = f"this host: {cpu_model()}, {self.threads} threads, {backend}"
         self.cache_key = self._cache_key(context.model_id)
         if opts.get("cache_file"):
             self.cache_path = Path(opts["cache_file"])
@@ -147,6 +153,7 @@ class ProfiledLatencyModel(LatencyModel):
             "upsample": self.upsample,
             "frame_hw": list(self.frame_hw or ()),
             "allocator": allocator_settings(),
+            "backend": self.backend.describe(),
             "configs": [_config_key(c) for c in self.configs],
         }
 
@@ -191,11 +198,13 @@ class ProfiledLatencyModel(LatencyModel):
             start = time.perf_counter()
             if frame is not None:
                 resized = F.interpolate(frame, size=input_hw, mode="bilinear", align_corners=False)
-                logits_to_masks(self.model(resized, config), self.frame_hw, self.upsample)
+                logits_to_masks(
+                    self.backend.forward(resized, config), self.frame_hw, self.upsample
+                )
             elif self.call == "predict":
-                self.model.predict(images, config, self.upsample)
+                logits_to_masks(self.backend.forward(images, config), input_hw, self.upsample)
             else:
-                self.model(images, config)
+                self.backend.forward(images, config)
             return (time.perf_counter() - start) * 1e3
 
     def _images(self, input_hw: tuple[int, int]) -> torch.Tensor:
