@@ -102,6 +102,8 @@ def large_frames_transport(seconds: float, domain: int) -> dict:
     out = {}
     for label, profile in (("default", ""), ("shipped_profile", str(DDS_PROFILE))):
         env = dict(os.environ, ROS_DOMAIN_ID=str(domain), FASTDDS_DEFAULT_PROFILES_FILE=profile)
+        if not profile:  # Fast DDS's own defaults (an empty path would be an error)
+            del env["FASTDDS_DEFAULT_PROFILES_FILE"]
         sub = subprocess.Popen(
             [sys.executable, "-c", TRANSPORT_PEER, "sub", str(seconds + 8)],
             env=env,

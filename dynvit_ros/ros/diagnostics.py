@@ -54,6 +54,20 @@ class ErrorLog:
         return sum(self._suppressed.values())
 
 
+def log_line(logger, line: tuple[str, str] | str | None) -> None:
+    """Log ``(severity, text)`` (or plain text at info) from the pure layers' reports."""
+    if not line:
+        return
+    severity, text = line if isinstance(line, tuple) else ("info", line)
+    # Separate calls: rclpy ties one severity to each logging call site.
+    if severity == "error":
+        logger.error(text)
+    elif severity == "warning":
+        logger.warning(text)
+    else:
+        logger.info(text)
+
+
 def text_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"

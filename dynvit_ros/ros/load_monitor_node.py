@@ -17,132 +17,21 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import time
 
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 
-from dynvit_ros.budget.policy import LoadBudgetPolicy
 from dynvit_ros.budget.share import CameraShares, parse_cameras, parse_weights
 from dynvit_ros.budget.system_load import SystemSampler
 from dynvit_ros.msg import ComputeBudget, InferenceStats
 from dynvit_ros.ros import diagnostics as diag
 from dynvit_ros.ros.entry import run_node
-from dynvit_ros.ros.params import NamedParameterErrors, Spec, check_changes, declare_all
+from dynvit_ros.ros.monitor_params import POLICY_KEYS, SPECS, make_policy
+from dynvit_ros.ros.params import NamedParameterErrors, check_changes, declare_all
 from dynvit_ros.ros.qos import latched
 from dynvit_ros.ros.stamps import seconds_to_fields
-
-
-def _regex(text: str) -> str | None:
-    try:
-        re.compile(text)
-    except re.error as exc:
-        return f"not a valid regular expression: {exc}"
-    return None
-
-
-SPECS = {
-    "publish_rate_hz": Spec(
-        5.0,
-        "How often the load is sampled and a budget published.",
-        read_only=True,
-        low=0.1,
-        high=100.0,
-    ),
-    "target_rate_hz": Spec(
-        10.0,
-        "Camera frame rate the perception node should keep up with; "
-        "1000 / rate is the frame period.",
-        low=0.1,
-        high=1000.0,
-    ),
-    "min_budget_ms": Spec(5.0, "Smallest budget published.", low=0.01, high=1.0e5),
-    "max_budget_ms": Spec(
-        0.0, "Largest budget published; 0 = the frame period.", low=0.0, high=1.0e5
-    ),
-    "reserve": Spec(0.1, "Share of the CPU kept free for everything else.", low=0.0, high=0.95),
-    "alpha_down": Spec(
-        0.6, "Smoothing weight of a new sample when the budget shrinks.", low=0.01, high=1.0
-    ),
-    "alpha_up": Spec(
-        0.15, "Smoothing weight of a new sample when the budget grows.", low=0.01, high=1.0
-    ),
-    "budget_validity_s": Spec(
-        2.0, "ComputeBudget.expires_after; 0 = no expiry.", low=0.0, high=3600.0
-    ),
-    "manual_budget_ms": Spec(
-        0.0, "Publish this budget instead of the policy's; 0 = off.", low=0.0, high=1.0e5
-    ),
-    "pinned_level": Spec(
-        -1, "Skip level to pin in the published budget; -1 = none.", low=-1, high=1000
-    ),
-    "perception_pid": Spec(
-        0,
-        "PID of the perception node; 0 = find it with perception_process_pattern.",
-        low=0,
-        high=2**22,
-    ),
-    "perception_process_pattern": Spec(
-        r"lib/dynvit_ros/segformer_node|segformer_node\.py",
-        "Regular expression matched against command lines to find the perception node(s).",
-        check=_regex,
-    ),
-    "source": Spec("load_monitor", "ComputeBudget.source of the published budgets."),
-    "cameras": Spec(
-        "",
-        "Cameras served (namespaces, comma-separated, e.g. 'front,rear'), each sent "
-        "<ns>/compute_budget; '*' discovers every namespace whose compute_budget has a "
-        "subscriber; '' = one camera on the relative topic compute_budget.",
-        check=lambda v: _refuse(parse_cameras, v),
-    ),
-    "camera_weights": Spec(
-        "",
-        "Share of the compute per camera, e.g. 'front=2,rear=1' (unlisted: 1).",
-        check=lambda v: _refuse(parse_weights, v),
-    ),
-    "perception_threads": Spec(
-        0,
-        "CPU threads each perception node uses (its num_threads); cores / threads nodes can "
-        "run a frame at once. 0 = every core (the cameras share the machine in time).",
-        low=0,
-        high=1024,
-    ),
-    "camera_timeout_s": Spec(
-        3.0,
-        "A camera without a processed frame for this long frees its share.",
-        low=0.1,
-        high=3600.0,
-    ),
-}
-_POLICY_KEYS = (
-    "target_rate_hz",
-    "min_budget_ms",
-    "max_budget_ms",
-    "reserve",
-    "alpha_down",
-    "alpha_up",
-)
-
-
-def _refuse(parse, value) -> str | None:
-    try:
-        parse(value)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
-def _policy(p: dict) -> LoadBudgetPolicy:
-    return LoadBudgetPolicy(
-        target_rate_hz=p["target_rate_hz"],
-        min_budget_ms=p["min_budget_ms"],
-        max_budget_ms=p["max_budget_ms"] or None,
-        reserve=p["reserve"],
-        alpha_down=p["alpha_down"],
-        alpha_up=p["alpha_up"],
-    )
 
 
 class LoadMonitorNode(NamedParameterErrors, Node):
@@ -150,7 +39,7 @@ class LoadMonitorNode(NamedParameterErrors, Node):
         super().__init__("load_monitor_node", **kwargs)
         self._p = declare_all(self, SPECS)
         self.sampler = SystemSampler()
-        self._policy = _policy(self._p)
+        self._policy = make_policy(self._p)
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self._last: dict = {}
@@ -175,7 +64,7 @@ class LoadMonitorNode(NamedParameterErrors, Node):
         if result.successful:
             merged = dict(self._p, **{p.name: p.value for p in params})
             try:
-                _policy(merged)
+                make_policy(merged)
             except ValueError as exc:
                 result.successful, result.reason = False, str(exc)
         return result
@@ -186,9 +75,9 @@ class LoadMonitorNode(NamedParameterErrors, Node):
         self.shares.timeout_s = float(self._p["camera_timeout_s"])
         self.shares.parallel = self._parallel()
         self._looked_up = -math.inf
-        if any(p.name in _POLICY_KEYS for p in params):
+        if any(p.name in POLICY_KEYS for p in params):
             previous = self._policy.budget_ms
-            self._policy = _policy(self._p)
+            self._policy = make_policy(self._p)
             if previous is not None:  # keep smoothing from where it was
                 self._policy.budget_ms = min(
                     max(previous, self._policy.min_budget_ms), self._policy.max_budget_ms

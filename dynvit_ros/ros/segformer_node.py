@@ -37,7 +37,7 @@ from dynvit_ros.ros.entry import run_node
 from dynvit_ros.ros.image_io import ImageFormatError, to_image_msg, to_rgb
 from dynvit_ros.ros.params import NamedParameterErrors, check_changes, declare_all
 from dynvit_ros.ros.qos import latched, qos_profile
-from dynvit_ros.ros.segmenter import PARAMETERS, UNCONFIGURED_ONLY, FrameSlot, Segmenter
+from dynvit_ros.ros.segmenter import PARAMETERS, FrameSlot, Segmenter
 from dynvit_ros.ros.stamps import to_ns
 
 
@@ -50,7 +50,8 @@ class SegformerNode(NamedParameterErrors, LifecycleNode):
         self.seg: Segmenter | None = None
         self.slot = FrameSlot(self._process)
         self._image_sub = None
-        self._entities: list = []
+        self._budget_sub = self._label_pub = None
+        self.pub_mask = self.pub_color = self.pub_overlay = self.pub_stats = None
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self._p["diagnostics_period_s"], self._publish_diagnostics)
 
@@ -62,13 +63,10 @@ class SegformerNode(NamedParameterErrors, LifecycleNode):
     def on_configure(self, state) -> TransitionCallbackReturn:
         try:
             self.seg = Segmenter.load(self._p, self.get_logger().warning)
-        except (
-            Exception
-        ) as exc:  # a missing/corrupt model or table, a bad plugin: retry after fixing it
+        except Exception as exc:  # a missing/corrupt model or table, a bad plugin: fix, retry
             self.get_logger().error(
                 f"configure failed: {type(exc).__name__}: {diag.quote(exc, 1000)}"
             )
-            self.seg = None
             return TransitionCallbackReturn.FAILURE
         self._redeclare_skip_level(len(self.seg.configs))
         reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
@@ -77,16 +75,11 @@ class SegformerNode(NamedParameterErrors, LifecycleNode):
         self.pub_overlay = self.create_lifecycle_publisher(Image, "segmentation/overlay", reliable)
         self.pub_stats = self.create_lifecycle_publisher(InferenceStats, "segmentation/stats", 10)
         # Best effort is compatible with every publisher's reliability.
-        budget_sub = self.create_subscription(
-            ComputeBudget,
-            "compute_budget",
-            self._on_budget,
-            QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT),
+        best_effort = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+        self._budget_sub = self.create_subscription(
+            ComputeBudget, "compute_budget", self._on_budget, best_effort
         )
-        self._entities = [budget_sub]
-        label_pub = self._publish_label_info()
-        if label_pub is not None:
-            self._entities.append(label_pub)
+        self._label_pub = self._publish_label_info()
         self.get_logger().info(self.seg.summary())
         return TransitionCallbackReturn.SUCCESS
 
@@ -117,21 +110,12 @@ class SegformerNode(NamedParameterErrors, LifecycleNode):
 
     def _publish_label_info(self):
         """The class map as vision_msgs/LabelInfo, latched, where vision_msgs is installed."""
-        try:
-            from vision_msgs.msg import LabelInfo, VisionClass
-        except ImportError:
-            self.get_logger().info(
-                "vision_msgs not installed: segmentation/label_info not published"
-            )
+        msg = self.seg.label_info()
+        if msg is None:
+            self.get_logger().info("vision_msgs not installed: no segmentation/label_info")
             return None
-        meta = self.seg.runtime.metadata
-        names = list(meta.class_names) or [f"class_{i}" for i in range(meta.num_classes)]
-        msg = LabelInfo(
-            class_map=[VisionClass(class_id=i, class_name=n) for i, n in enumerate(names)],
-            threshold=0.0,
-        )
         msg.header.stamp = self.get_clock().now().to_msg()
-        pub = self.create_publisher(LabelInfo, "segmentation/label_info", latched())
+        pub = self.create_publisher(type(msg), "segmentation/label_info", latched())
         pub.publish(msg)
         return pub
 
@@ -143,18 +127,15 @@ class SegformerNode(NamedParameterErrors, LifecycleNode):
 
     def _release(self) -> None:
         self._stop_processing()
-        for entity in self._entities:
-            if hasattr(entity, "topic_name") and entity in self.subscriptions:
-                self.destroy_subscription(entity)
-            else:
-                self.destroy_publisher(entity)
-        for name in ("pub_mask", "pub_color", "pub_overlay", "pub_stats"):
-            pub = getattr(self, name, None)
+        for pub in (self.pub_mask, self.pub_color, self.pub_overlay, self.pub_stats):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
-                setattr(self, name, None)
-        self._entities = []
-        self.seg = None
+        if self._budget_sub is not None:
+            self.destroy_subscription(self._budget_sub)
+        if self._label_pub is not None:
+            self.destroy_publisher(self._label_pub)
+        self.pub_mask = self.pub_color = self.pub_overlay = self.pub_stats = None
+        self._budget_sub = self._label_pub = self.seg = None
 
     def _redeclare_skip_level(self, levels: int) -> None:
         """skip_level's range is the loaded table's: declare it again with that range."""
@@ -171,16 +152,7 @@ class SegformerNode(NamedParameterErrors, LifecycleNode):
     def _check_parameters(self, params):
         result = check_changes(PARAMETERS, params)
         if result.successful and self.seg is not None:
-            for param in params:
-                if param.name in UNCONFIGURED_ONLY:
-                    result.successful = False
-                    result.reason = (
-                        f"{param.name} is read-only while the node is configured: "
-                        "deactivate and clean up first"
-                    )
-                    break
-            else:
-                result.successful, result.reason = self.seg.check(params)
+            result.successful, result.reason = self.seg.check(params)
         return result
 
     def _apply_parameters(self, params):
@@ -204,16 +176,7 @@ class SegformerNode(NamedParameterErrors, LifecycleNode):
             self._log(notice)
 
     def _log(self, line: tuple[str, str] | str | None) -> None:
-        if not line:
-            return
-        severity, text = line if isinstance(line, tuple) else ("info", line)
-        # Separate calls: rclpy ties one severity to each logging call site.
-        if severity == "error":
-            self.get_logger().error(text)
-        elif severity == "warning":
-            self.get_logger().warning(text)
-        else:
-            self.get_logger().info(text)
+        diag.log_line(self.get_logger(), line)
 
     # -- per frame (worker thread) -------------------------------------------------
     def _process(self, msg, dropped: int) -> None:

@@ -355,9 +355,28 @@ class Segmenter:
             f"mode {self.p['mode']}"
         )
 
+    def label_info(self):
+        """The class map as a vision_msgs/LabelInfo, or None where vision_msgs is missing."""
+        try:
+            from vision_msgs.msg import LabelInfo, VisionClass
+        except ImportError:
+            return None
+        meta = self.runtime.metadata
+        names = list(meta.class_names) or [f"class_{i}" for i in range(meta.num_classes)]
+        return LabelInfo(
+            class_map=[VisionClass(class_id=i, class_name=n) for i, n in enumerate(names)],
+            threshold=0.0,
+        )
+
     # -- parameters ---------------------------------------------------------------
     def check(self, params) -> tuple[bool, str]:
+        """Whether a configured node takes these parameter changes, and why not."""
         for param in params:
+            if param.name in UNCONFIGURED_ONLY:
+                return False, (
+                    f"{param.name} is read-only while the node is configured: "
+                    "deactivate and clean up first"
+                )
             if param.name == "skip_level":
                 try:
                     self.arbiter.check_level(param.value, "skip_level", allow_none=False)
