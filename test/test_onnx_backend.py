@@ -96,9 +96,18 @@ def test_default_graph_cache_is_keyed_and_reused(tiny_model, monkeypatch, tmp_pa
     )
     assert again.backend.folder == folder
     assert {p: p.stat().st_mtime_ns for p in folder.glob("level*.onnx")} == stamps
-    # Another level table is another folder.
-    other = SegmentationRuntime.load(tiny_model["model_path"], None, 1, backend="onnxruntime")
-    assert other.backend.folder != folder
+    # Another level table or input size is another folder (the key holds the weights too).
+    from dynvit_ros.engine import onnx_export as ox
+    from dynvit_ros.engine.levels import generic_ladder
+
+    rt = first
+    key = ox.folder_key(ox.graph_specs(rt.model, rt.metadata, rt.levels, rt.input_hw))
+    assert folder.name == key
+    others = [
+        ox.graph_specs(rt.model, rt.metadata, generic_ladder(), rt.input_hw),
+        ox.graph_specs(rt.model, rt.metadata, rt.levels, (96, 128)),
+    ]
+    assert all(ox.folder_key(specs) != key for specs in others)
 
 
 # -- profiled latency per backend -----------------------------------------------------------
