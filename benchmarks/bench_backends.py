@@ -3,9 +3,9 @@
 
 For each thread count (1 and 2) and each level, the two backends run the same real frames
 (the bundled sample bag, resized to the model's input as the node does) alternating in
-one process, frame after frame; the figure is the median time of the forward pass
-(normalised frame in, logits out). Masks from both (logits upsampled to the frame's size,
-then argmax, as the node does by default) are compared pixel by pixel.
+one process, in short blocks (see ``time_levels``); the figure is the median time of the
+forward pass (normalised frame in, logits out). Masks from both (logits upsampled to the
+frame's size, then argmax, as the node does by default) are compared pixel by pixel.
 
 Roofline: executed GFLOP of a level (2 x the MAC counter's executed MACs) divided by its
 time, as a share of what a dense fp32 GEMM (torch.mm, 1024^3 and 2048^3, the better)
@@ -79,19 +79,29 @@ def executed_gflop(model, num_classes: int, input_hw, config) -> float:
     return 2 * total_macs(layers) / 1e9
 
 
-def time_levels(backends: dict, levels, frames, rounds: int, warmup: int):
-    """{backend: [[ms per run] per level]}; backends and levels alternate run by run."""
+def time_levels(
+    backends: dict, levels, frames, rounds: int, warmup: int, block: int = 2, gap: float = 0.05
+):
+    """{backend: [[ms per run] per level]}. Backends alternate (their order too, round by
+    round) in blocks of one untimed and ``block`` timed runs of a level, each block after
+    ``gap`` seconds idle: both backends' worker threads spin for a while after a run
+    (onnxruntime's for more than 10 ms here), and run by run alternation had torch at 2
+    threads contend with them (up to 1.8x slower)."""
     times = {name: [[] for _ in levels] for name in backends}
+    names = list(backends)
     with torch.inference_mode():
         for r in range(warmup + rounds):
             frame = frames[r % len(frames)][None]
             for i, level in enumerate(levels):
-                for name, backend in backends.items():
-                    start = time.perf_counter()
-                    backend.forward(frame, level.config)
-                    elapsed = (time.perf_counter() - start) * 1e3
-                    if r >= warmup:
-                        times[name][i].append(elapsed)
+                for name in names if r % 2 == 0 else names[::-1]:
+                    time.sleep(gap)
+                    backends[name].forward(frame, level.config)
+                    for _ in range(block):
+                        start = time.perf_counter()
+                        backends[name].forward(frame, level.config)
+                        elapsed = (time.perf_counter() - start) * 1e3
+                        if r >= warmup:
+                            times[name][i].append(elapsed)
     return times
 
 
@@ -215,7 +225,7 @@ def main() -> int:
     parser.add_argument("--frames", default=str(REPO / "data/sample_street"))
     parser.add_argument("--count", type=int, default=8, help="frames to cycle through")
     parser.add_argument("--threads", type=int, nargs="+", default=[2, 1])
-    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--graphs", help="graph folder (default: the node's cache)")
     parser.add_argument("--no-profile", action="store_true")

@@ -28,7 +28,9 @@ from hostload import HostLoad  # noqa: E402
 import torch  # noqa: E402
 
 from dynvit_ros.budget.tail import TailEstimator  # noqa: E402
-from dynvit_ros.engine.levels import candidate_configs  # noqa: E402
+from dynvit_ros.engine.backends import load_backend  # noqa: E402
+from dynvit_ros.engine.checkpoint import ModelMetadata  # noqa: E402
+from dynvit_ros.engine.levels import LevelTable, candidate_configs  # noqa: E402
 from dynvit_ros.engine.macs import count_layers, total_macs  # noqa: E402
 from dynvit_ros.engine.model import VARIANTS, build_segformer  # noqa: E402
 from dynvit_ros.engine.skip import FULL  # noqa: E402
@@ -400,6 +402,16 @@ def host(args) -> dict:
                 "threads": args.threads,
                 "warmup": 3,
                 "repeats": args.repeats,
+                # The runtime's backend is what the node times (graphs exported here).
+                "backend": load_backend(
+                    args.backend,
+                    model,
+                    ModelMetadata(args.variant, 150, input_size=list(input_hw)),
+                    LevelTable.from_configs(configs),
+                    input_hw,
+                    args.threads,
+                    Path(cache_dir) / "graphs",
+                ),
             },
         )
         torch.set_num_threads(args.threads)
@@ -563,6 +575,7 @@ def host(args) -> dict:
             "variant": args.variant,
             "input_hw": list(input_hw),
             "threads": args.threads,
+            "backend": args.backend,
             "levels": len(configs),
             "frames": len(steady),
         },
@@ -602,6 +615,9 @@ def main() -> None:
         help="frames under an on/off competing process",
     )
     parser.add_argument("--skip-host", action="store_true", help="only the analytical part")
+    parser.add_argument(
+        "--backend", choices=("torch", "onnxruntime"), default="torch", help="what is timed"
+    )
     args = parser.parse_args()
     result = analytical()
     if not args.skip_host:
