@@ -214,6 +214,9 @@ def main(argv=None) -> int:
     p.add_argument("--camera-hz", type=float, default=10.0)
     p.add_argument("--traces", nargs="+", default=["sine", "step", "ramp", "burst"])
     p.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_budget")
+    p.add_argument(
+        "--backend", choices=("torch", "onnxruntime"), default=None, help="node's backend"
+    )
     args = p.parse_args(argv)
 
     import cv2
@@ -248,6 +251,8 @@ def main(argv=None) -> int:
             "publish_color": False,
             "default_budget_ms": 1000.0,
             "budget_timeout_s": 1.0,
+            # The node's default unless given: the benchmark measures what ships.
+            **({"backend": args.backend} if args.backend else {}),
         },
         domain,
         args.out / "logs",
@@ -356,6 +361,7 @@ def main(argv=None) -> int:
     print(
         json.dumps(
             {
+                "backend": args.backend or "node default",
                 "full_ms": round(full_ms, 1),
                 "fastest_ms": round(fastest_ms, 1),
                 "trace_ms": [round(lo, 1), round(hi, 1)],
