@@ -32,6 +32,9 @@ import time
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from benchclient import BenchClient, camera_node_params, camvid_val_jpegs  # noqa: E402
 
 
 def trace_range(full_ms: float, fastest_ms: float, safety: float = 1.1) -> tuple[float, float]:
@@ -80,21 +83,14 @@ def selection_overhead_ms(
     return statistics.median(times)
 
 
-class Bench:
+class Bench(BenchClient):
     def __init__(self, domain: int, frames: list, labels: list, camera_hz: float):
-        import rclpy
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSPresetProfiles, QoSProfile
         from sensor_msgs.msg import CompressedImage, Image
 
         from dynvit_ros.msg import ComputeBudget, InferenceStats
 
-        self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain)
-        self.node = rclpy.create_node("bench_budget", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__(domain, "bench_budget")
         self.image_pub = self.node.create_publisher(
             CompressedImage, "/camera/image_raw/compressed", QoSPresetProfiles.SENSOR_DATA.value
         )
@@ -118,30 +114,6 @@ class Bench:
         self.masks[key] = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[
             :, : msg.width
         ]
-
-    def spin(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=0.01)
-
-    def set_params(self, node: str, values: dict) -> None:
-        from rcl_interfaces.srv import SetParameters
-        from rclpy.parameter import Parameter
-
-        client = self.node.create_client(SetParameters, f"/{node}/set_parameters")
-        while not client.service_is_ready():
-            self.spin(0.05)
-        future = client.call_async(
-            SetParameters.Request(
-                parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
-            )
-        )
-        while not future.done():
-            self.spin(0.05)
-        for result in future.result().results:
-            if not result.successful:
-                raise RuntimeError(f"{node} rejected {values}: {result.reason}")
-        self.node.destroy_client(client)
 
     def run(self, seconds: float, budget_fn) -> dict:
         from sensor_msgs.msg import CompressedImage
@@ -196,11 +168,6 @@ class Bench:
             "measured": [round(float(s.measured_ms), 1) for s in self.stats],
         }
 
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.context.try_shutdown()
-
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -219,19 +186,11 @@ def main(argv=None) -> int:
     )
     args = p.parse_args(argv)
 
-    import cv2
-
     from dynvit_ros.demo.demo import cpu_burst
     from dynvit_ros.demo.node_process import NodeProcess
     from dynvit_ros.engine.levels import LevelTable
-    from dynvit_ros.training import camvid
 
-    root = camvid.require_root()
-    val = camvid.load_split(root, "val")
-    frames = [
-        cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
-        for rgb in val.images
-    ]
+    frames, labels, frame_hw = camvid_val_jpegs()
     levels = LevelTable.load(args.levels)
     args.out.mkdir(parents=True, exist_ok=True)
     cache = (REPO / "outputs" / "cache").resolve()
@@ -239,35 +198,26 @@ def main(argv=None) -> int:
     seg = NodeProcess(
         "segformer_node",
         "segformer_node",
-        {
-            "model_path": str(args.model.resolve()),
-            "levels_path": str(args.levels.resolve()),
-            "input_type": "compressed",
-            "latency_model": "profiled",
-            "mode": "auto",
-            "latency_options": json.dumps(
-                {"cache_dir": str(cache), "frame_hw": list(val.images[0].shape[:2])}
-            ),
-            "publish_color": False,
-            "default_budget_ms": 1000.0,
-            "budget_timeout_s": 1.0,
+        camera_node_params(
+            args.model,
+            args.levels,
+            frame_hw,
+            latency_model="profiled",
+            mode="auto",
+            default_budget_ms=1000.0,
+            budget_timeout_s=1.0,
             # The node's default unless given: the benchmark measures what ships.
             **({"backend": args.backend} if args.backend else {}),
-        },
+        ),
         domain,
         args.out / "logs",
         remaps={"image": "/camera/image_raw/compressed"},
     )
-    bench = Bench(domain, frames, val.labels, args.camera_hz)
+    bench = Bench(domain, frames, labels, args.camera_hz)
     monitor = None
     results: dict = {}
     try:
-        deadline = time.monotonic() + 180
-        while not bench.node.get_publishers_info_by_topic("/segmentation/stats"):
-            if time.monotonic() > deadline or not seg.alive():
-                print(seg.output()[-2000:], file=sys.stderr)
-                raise SystemExit("segformer_node did not start")
-            bench.spin(0.2)
+        bench.wait_for_publisher("/segmentation/stats", [seg])
         bench.spin(2.0)
         # "Full-level latency" is what the full model takes on these frames in this node
         # (camera-size resize and mask upsampling included), not the level table's figure at
