@@ -46,6 +46,7 @@ setup(
         "console_scripts": [
             "dynvit-train = dynvit_ros.training.train:main",
             "dynvit-calibrate = dynvit_ros.training.calibrate:main",
+            "calibrate = dynvit_ros.training.calibrate:main",
             "dynvit-sample-scene = dynvit_ros.demo.sample_scene:main",
             "dynvit-replay = dynvit_ros.bags.replay:main",
             "dynvit-export = dynvit_ros.engine.onnx_export:main",

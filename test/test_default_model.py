@@ -8,7 +8,6 @@ import torch
 
 from dynvit_ros.engine.checkpoint import load_model
 from dynvit_ros.engine.levels import LevelTable
-from dynvit_ros.engine.skip import FULL
 from dynvit_ros.training import camvid
 from dynvit_ros.training.evaluate import evaluate_miou
 
@@ -36,7 +35,10 @@ def test_weights_are_small_fp16_with_metadata(shipped):
 
 def test_level_table_is_ordered_and_fits_the_model(shipped):
     model, meta, table = shipped
-    assert table[0].config == FULL and len(table) >= 3
+    # Level 0 is the most accurate configuration, which need not be the full model.
+    assert len(table) >= 3
+    accuracy = [lv.accuracy for lv in table]
+    assert accuracy == sorted(accuracy, reverse=True)
     for level in table:
         level.config.validate(model.variant.depths)
     latency = [lv.latency_ms for lv in table]
@@ -45,12 +47,12 @@ def test_level_table_is_ordered_and_fits_the_model(shipped):
     assert table.info["input_hw"] == meta.input_size
 
 
-def test_full_level_reproduces_the_table_on_camvid_val(shipped):
+def test_level_0_reproduces_the_table_on_camvid_val(shipped):
     root = camvid.find_root()
     if root is None:
         pytest.skip("CamVid not found at ../shared/data/CamVid: the accuracy check needs it")
     model, meta, table = shipped
     torch.set_num_threads(2)
     val = camvid.load_split(root, "val")
-    miou = evaluate_miou(model, val, meta.input_size, meta.mean, meta.std, FULL)
+    miou = evaluate_miou(model, val, meta.input_size, meta.mean, meta.std, table[0].config)
     assert abs(miou - table[0].accuracy) < 0.5

@@ -2,22 +2,25 @@
 """Skip levels: candidate configurations, the Pareto search, and their YAML table.
 
 A skip level is an index into an ordered list of configurations: level 0 is
-the full model, each next level is faster and (on the measured data) no more
-accurate. ``pareto_levels`` builds that list from measurements;
-``candidate_configs`` proposes what to measure, grouped by stage and kind
-rather than all 2^N block subsets.
+the most accurate, each next level is strictly faster and no more accurate
+(on the measured data). That order is what lets the node climb to the most
+accurate level that fits a budget by taking the first one that fits, so
+:class:`LevelTable` refuses a table that breaks it. ``pareto_levels`` builds
+such a list from measurements; ``candidate_configs`` proposes what to
+measure, grouped by stage and kind rather than all 2^N block subsets.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+import math
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import yaml
 
 from dynvit_ros.engine.model import VariantSpec
-from dynvit_ros.engine.skip import FULL, SkipConfig
+from dynvit_ros.engine.skip import FULL, BlockId, SkipConfig
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class LevelTable:
             raise ValueError("a level table needs at least one level")
         if [lv.level for lv in self.levels] != list(range(len(self.levels))):
             raise ValueError("levels must be numbered 0..N-1 in order")
+        check_order(self.levels)
 
     def __len__(self) -> int:
         return len(self.levels)
@@ -96,7 +100,10 @@ class LevelTable:
                     item.get("gmacs"),
                 )
             )
-        return cls(levels, data.get("info") or {})
+        try:
+            return cls(levels, data.get("info") or {})
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
 
     @classmethod
     def from_configs(cls, configs: Sequence[SkipConfig], info: dict | None = None) -> "LevelTable":
@@ -114,6 +121,40 @@ class LevelTable:
             for i, lv in enumerate(levels)
         ]
         return cls(rows, info or {})
+
+
+def check_order(levels: Sequence[SkipLevel]) -> None:
+    """Raise ValueError unless every level is strictly faster and no more accurate than each
+    level before it.
+
+    Checked wherever both figures are known (a table written by hand, or the
+    generic ladder, may carry none). A level that is both faster and at
+    least as accurate as an earlier one makes the earlier one pointless, and
+    a node choosing "the lowest level that fits" would run the slower, worse
+    configuration whenever the budget is generous.
+    """
+    known = [lv for lv in levels if lv.accuracy is not None and lv.latency_ms is not None]
+    for i, upper in enumerate(known):
+        for lower in known[i + 1 :]:
+            faster = float(lower.latency_ms) < float(upper.latency_ms)
+            no_better = float(lower.accuracy) <= float(upper.accuracy)
+            if faster and no_better:
+                continue
+            what = {
+                (True, False): "is both faster and more accurate than",
+                (False, True): "is not faster than",
+                (False, False): "is slower but more accurate than",
+            }[(faster, no_better)]
+            raise ValueError(
+                f"skip levels out of order: level {lower.level} ({_describe(lower)}) {what} "
+                f"level {upper.level} ({_describe(upper)}). Level 0 must be the most accurate "
+                "and each next level strictly faster and no more accurate: a dominated "
+                "configuration is never a level (re-run calibrate to get a Pareto table)"
+            )
+
+
+def _describe(level: SkipLevel) -> str:
+    return f"{level.name}: accuracy {level.accuracy:g}, {level.latency_ms:g} ms"
 
 
 # Input scales of the ladder used when a model comes without a calibrated table:
@@ -135,32 +176,172 @@ class Measurement:
     gmacs: float | None = None
 
 
-def pareto_levels(measurements: Iterable[Measurement], info: dict | None = None) -> LevelTable:
-    """Level 0 is the full model; then the Pareto front of the faster configurations, most
-    accurate first.
+def pareto_levels(
+    measurements: Iterable[Measurement], info: dict | None = None, min_step: float = 0.0
+) -> LevelTable:
+    """The Pareto front of accuracy against latency, most accurate first.
 
-    A configuration survives if it is faster than every more accurate one
-    kept before it. Configurations not faster than the full model are never
-    levels: a level exists to save time.
+    Level 0 is the most accurate measurement (the faster one on a tie); a
+    measurement becomes the next level only if it is strictly faster than
+    the level before it, by at least ``min_step`` of its latency (0.03: 3%).
+    So every configuration left out is dominated, or within ``min_step`` of
+    the latency of a level at least as accurate: a step smaller than the
+    timing noise of the host is no step. The full model is
+    level 0 only where nothing faster is as accurate: a label-free score
+    (agreement with the full model's masks) ranks it first by construction,
+    a labelled one may not (a skipped sub-layer can help a small model).
     """
     measurements = list(measurements)
-    full = next((m for m in measurements if m.config.is_full), None)
-    if full is None:
-        raise ValueError("the measurements must include the full model (SkipConfig())")
-    rest = sorted(
-        (m for m in measurements if not m.config.is_full),
-        key=lambda m: (-m.accuracy, m.latency_ms),
-    )
-    front = [full]
-    for point in rest:
-        if point.latency_ms < front[-1].latency_ms:
+    if not measurements:
+        raise ValueError("no measurements: nothing to build skip levels from")
+    bad = [
+        m.config.name for m in measurements if not (_finite(m.accuracy) and _finite(m.latency_ms))
+    ]
+    if bad:
+        raise ValueError(f"measurements without a finite accuracy and latency: {bad}")
+    ranked = sorted(measurements, key=lambda m: (-m.accuracy, m.latency_ms))
+    if not 0.0 <= min_step < 1.0:
+        raise ValueError(f"min_step must be in [0, 1), got {min_step}")
+    front = [ranked[0]]
+    for point in ranked[1:]:
+        if point.latency_ms < front[-1].latency_ms * (1.0 - min_step):
             front.append(point)
     return LevelTable.numbered(front, info)
 
 
-def _tail(depth: int, count: int) -> range:
+def thin_levels(table: LevelTable, max_levels: int) -> LevelTable:
+    """At most ``max_levels`` of an ordered table, chosen to lose the least accuracy over the
+    range of budgets; the first and the last level always stay.
+
+    Under a budget ``b`` a node runs the first level whose latency fits. Leaving
+    levels out makes it run a less accurate one for some budgets; the loss is
+    integrated over ``log b`` between the fastest and the slowest level (a
+    step from 40 to 20 ms weighs as much as one from 20 to 10 ms) and
+    minimised exactly by dynamic programming over the ordered levels
+    (:func:`thinning_loss` is the quantity). Picking levels by evenly spaced
+    latency instead keeps near-duplicates and drops the steps that matter.
+    A subset of an ordered table is still in order.
+    """
+    levels = list(table.levels)
+    if max_levels < 1:
+        raise ValueError(f"max_levels must be at least 1, got {max_levels}")
+    if len(levels) <= max_levels:
+        return table
+    if max_levels == 1:
+        return LevelTable.numbered(levels[:1], table.info)
+    accuracy, weight = _budget_weights(levels)
+    n = len(levels)
+    # Prefix sums over j of weight[j] and weight[j] * accuracy[j] make each gap O(1).
+    w_sum, wa_sum = [0.0] * (n + 1), [0.0] * (n + 1)
+    for j in range(n):
+        w_sum[j + 1] = w_sum[j] + weight[j]
+        wa_sum[j + 1] = wa_sum[j] + weight[j] * accuracy[j]
+
+    def gap(a: int, c: int) -> float:  # levels a+1..c-1 left out: budgets there run level c
+        return (wa_sum[c + 1] - wa_sum[a + 1]) - accuracy[c] * (w_sum[c + 1] - w_sum[a + 1])
+
+    inf = float("inf")
+    cost = [[inf] * n for _ in range(max_levels + 1)]
+    back = [[-1] * n for _ in range(max_levels + 1)]
+    cost[1][0] = 0.0
+    for m in range(2, max_levels + 1):
+        for c in range(1, n):
+            for a in range(c):
+                if cost[m - 1][a] < inf and cost[m - 1][a] + gap(a, c) < cost[m][c]:
+                    cost[m][c], back[m][c] = cost[m - 1][a] + gap(a, c), a
+    chosen, index = [], n - 1
+    for m in range(max_levels, 0, -1):
+        chosen.append(levels[index])
+        index = back[m][index]
+    return LevelTable.numbered(reversed(chosen), table.info)
+
+
+def thinning_loss(table: LevelTable, kept: Sequence[int]) -> float:
+    """Accuracy lost by keeping only the levels ``kept`` of ``table``, integrated over log budget
+    (accuracy units x log ms): what :func:`thin_levels` minimises.
+    """
+    accuracy, weight = _budget_weights(list(table.levels))
+    kept = sorted(set(kept))
+    loss = 0.0
+    for j in range(len(accuracy)):
+        runs = next((k for k in kept if k >= j), None)
+        if runs is None:
+            raise ValueError("the kept levels must include the last one")
+        loss += weight[j] * (accuracy[j] - accuracy[runs])
+    return loss
+
+
+def _budget_weights(levels: Sequence[SkipLevel]) -> tuple[list[float], list[float]]:
+    """Accuracy per level, and the log-budget width over which each level is the one that runs
+    (level ``j`` for budgets from its latency up to level ``j-1``'s; level 0 gets none).
+    """
+    if any(not (_finite(lv.accuracy) and _finite(lv.latency_ms)) for lv in levels):
+        raise ValueError("thinning needs every level's accuracy and latency")
+    if any(lv.latency_ms <= 0 for lv in levels):
+        raise ValueError("thinning needs positive latencies")
+    accuracy = [float(lv.accuracy) for lv in levels]
+    latency = [float(lv.latency_ms) for lv in levels]
+    weight = [0.0] + [math.log(latency[j - 1] / latency[j]) for j in range(1, len(levels))]
+    return accuracy, weight
+
+
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(float(value))
+
+
+def _tail(depth: int, count: int) -> tuple[int, ...]:
     """The last ``count`` blocks of a stage: later blocks refine, earlier ones build features."""
-    return range(depth - count, depth)
+    return tuple(range(depth - count, depth))
+
+
+def _tails(depths: Sequence[int], fraction: float | None, keep_one: bool) -> list[BlockId]:
+    """Per stage, its last block (``fraction`` None) or its last ``int(depth * fraction)``
+    blocks (at least one).
+
+    ``keep_one`` leaves every stage at least one block (for whole-block skipping).
+    """
+    ids = []
+    for stage, depth in enumerate(depths):
+        count = 1 if fraction is None else max(1, int(depth * fraction))
+        if keep_one:
+            count = min(count, depth - 1)
+        ids.extend((stage, b) for b in _tail(depth, count))
+    return ids
+
+
+# Deep variants (B3-B5 have 18-40 blocks in their third stage) get a step between "the last
+# block" and "the last half"; on B0-B2 it would repeat one of those or differ by one block.
+QUARTER_FROM_DEPTH = 8
+
+
+def encoder_recipes(depths: Sequence[int]) -> list[tuple[str, dict]]:
+    """Named encoder skip sets for a variant with these stage depths, mildest first.
+
+    Attention of the last block per stage, then also its depthwise conv, then
+    the last quarter (deep variants) or half of every stage; whole blocks the
+    same way (never a stage's only block). Recipes that come out equal for
+    these depths are listed once.
+    """
+    fractions: list[tuple[str, float | None]] = [("last", None)]
+    if max(depths) >= QUARTER_FROM_DEPTH:
+        fractions.append(("quarter", 0.25))
+    fractions.append(("half", 0.5))
+    recipes: list[tuple[str, dict]] = [("full", {})]
+    last = _tails(depths, None, keep_one=False)
+    for tag, fraction in fractions:
+        recipes.append((f"attn-{tag}", {"skip_attention": _tails(depths, fraction, False)}))
+        if tag == "last":
+            recipes.append(("attn-dw-last", {"skip_attention": last, "skip_dwconv": last}))
+    recipes.append(("dw-half", {"skip_dwconv": _tails(depths, 0.5, False)}))
+    for tag, fraction in fractions:
+        recipes.append((f"block-{tag}", {"skip_block": _tails(depths, fraction, True)}))
+    unique: dict[SkipConfig, tuple[str, dict]] = {}
+    for name, recipe in recipes:
+        config = SkipConfig(name=name, **recipe)
+        if config == SkipConfig() and name != "full":
+            continue  # e.g. whole-block skipping of a variant with single-block stages
+        unique.setdefault(config, (name, recipe))
+    return list(unique.values())
 
 
 def candidate_configs(
@@ -168,23 +349,13 @@ def candidate_configs(
     input_scales: Sequence[float] = (1.0, 0.75, 0.5),
     fuse_strides: Sequence[int] = (4, 8),
 ) -> list[SkipConfig]:
-    """A few dozen configurations that cover the paper's knobs.
+    """Every encoder recipe (:func:`encoder_recipes`) times the decoder options (as is, a
+    coarser fuse, the deepest stage dropped) times the input scales, the full model first.
 
-    Encoder recipes grow step by step (attention of the last block per stage,
-    then its dwconv, then whole last blocks), each combined with decoder
-    options (drop the deepest stage, a coarser fuse) and input scales.
+    45 candidates for B0/B1, 63 for B2 and 81 for B3-B5 with the defaults:
+    the search costs about one pass over the calibration frames per candidate.
     """
     depths = spec.depths
-    encoder: list[tuple[str, dict]] = [("full", {})]
-    last = [(s, depths[s] - 1) for s in range(4)]
-    encoder.append(("attn-last", {"skip_attention": last}))
-    encoder.append(("attn-dw-last", {"skip_attention": last, "skip_dwconv": last}))
-    halves = [(s, b) for s in range(4) for b in _tail(depths[s], max(1, depths[s] // 2))]
-    encoder.append(("dw-half", {"skip_dwconv": halves}))
-    encoder.append(("attn-half", {"skip_attention": halves}))
-    encoder.append(("block-last", {"skip_block": [b for b in last if depths[b[0]] > 1]}))
-    encoder.append(("block-half", {"skip_block": [b for b in halves if depths[b[0]] > 1]}))
-
     decoders: list[tuple[str, dict]] = [("", {})]
     for stride in fuse_strides:
         if stride != 4:
@@ -193,7 +364,7 @@ def candidate_configs(
 
     configs: dict[SkipConfig, None] = {}
     for scale in input_scales:
-        for enc_name, enc in encoder:
+        for enc_name, enc in encoder_recipes(depths):
             for dec_name, dec in decoders:
                 parts = (
                     [enc_name]
@@ -204,5 +375,4 @@ def candidate_configs(
                     name="+".join(parts), input_scale=scale, **enc, **dec
                 ).validate(depths)
                 configs.setdefault(config)
-    ordered = [FULL] + [c for c in configs if c != FULL]
-    return ordered
+    return [FULL] + [c for c in configs if c != FULL]
