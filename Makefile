@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 ENV := export VENV=$(VENV); source $(ROOT)/tools/env.sh
 PYTEST_ARGS ?=
 
-.PHONY: venv build lint test demo bench-engine bench-latency bench-allocator bench-node bench-budget bench-multicam bench-backends bench-robustness bench-streaming bench-accuracy bench-calibrate eval train clean
+.PHONY: venv build lint test demo bench-engine bench-latency bench-allocator bench-node bench-budget bench-multicam bench-backends bench-robustness bench-streaming bench-accuracy bench-calibrate bench-energy eval train clean
 
 venv:
 	VENV=$(VENV) $(ROOT)/tools/setup_venv.sh
@@ -36,7 +36,7 @@ test: lint build
 	rc=$${rc:-0}; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc
 
 # The main job: replay the bundled street bag through both nodes under a CPU burst.
-# DEMO_ARGS="--camvid" replays CamVid val frames instead (needs ../shared/data/CamVid).
+# DEMO_ARGS="--camvid" replays every CamVid val frame (needs ../shared/data/CamVid); "--synthetic" the drawn street.
 DEMO_ARGS ?=
 demo: build
 	$(ENV); cd $(ROOT) && $(PY) -m dynvit_ros.demo.demo $(DEMO_ARGS)
@@ -65,6 +65,10 @@ bench-streaming: build
 # torch vs onnxruntime per shipped level (1 and 2 threads), mask agreement, GEMM roofline.
 bench-backends: venv
 	$(ENV); cd $(ROOT) && $(PY) benchmarks/bench_backends.py
+
+# Predicted energy per frame of the shipped levels (and B2) on every accelerator preset.
+bench-energy: venv
+	$(ENV); cd $(ROOT) && $(PY) benchmarks/bench_energy.py
 
 # Fuzzing, hostile budgets/parameters, faults, soak, overload (~15 min); --quick runs in make test.
 bench-robustness: build

@@ -266,19 +266,10 @@ def hf_folder(variant: str, folder: Path):
 
 def camvid_bag(path: Path, data) -> Path:
     """CamVid val frames as a robot's recording: JPEG CompressedImage at 10 Hz."""
-    from dynvit_ros.bags.io import BagWriter, image_message
+    from dynvit_ros.bags.io import write_image_bag
 
-    root = camvid.require_root(data)
-    frames = sources.from_camvid(root, "val")
-    with BagWriter(path, storage="mcap") as writer:
-        for i, rgb in enumerate(frames.images):
-            stamp = 1_700_000_000_000_000_000 + i * 100_000_000
-            writer.write_message(
-                "/camera/image_raw/compressed",
-                stamp,
-                image_message(writer.store, rgb, stamp, "camera", compressed=True),
-            )
-    return path
+    frames = sources.from_camvid(camvid.require_root(data), "val")
+    return write_image_bag(path, frames.images)
 
 
 def roundtrip(hf, folder: Path, levels: Path, frame: np.ndarray) -> dict:

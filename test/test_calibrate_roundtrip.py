@@ -13,7 +13,7 @@ import subprocess
 import pytest
 from ros_harness import EXE_DIR, INPUT_HW, Rig, make_frame, parse_floats
 
-from dynvit_ros.bags.io import BagWriter, image_message
+from dynvit_ros.bags.io import write_image_bag
 from dynvit_ros.engine.levels import LevelTable
 from dynvit_ros.engine.masks import palette_array
 
@@ -64,15 +64,8 @@ def hf_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def bag(tmp_path_factory):
     path = tmp_path_factory.mktemp("bag") / "robot"
-    with BagWriter(path, storage="mcap") as writer:
-        for i in range(4):
-            stamp = 1_700_000_000_000_000_000 + i * 100_000_000
-            writer.write_message(
-                "/camera/image_raw",
-                stamp,
-                image_message(writer.store, make_frame(H, W, i), stamp, "cam", compressed=False),
-            )
-    return path
+    frames = (make_frame(H, W, i) for i in range(4))
+    return write_image_bag(path, frames, topic="/camera/image_raw", compressed=False)
 
 
 def run_calibrate(model, bag, out) -> subprocess.CompletedProcess:

@@ -4,8 +4,9 @@
     make demo                 # or: python -m dynvit_ros.demo.demo --out outputs/demo [--camvid]
 
 It starts segformer_node and load_monitor_node as launch would, replays the
-bundled procedurally drawn street bag (or CamVid val frames with
-``--camvid``), starts busy processes on half the cores for a while so that the
+bundled street bag (60 real CamVid val frames, ``data/camvid_street``; the
+procedurally drawn one with ``--synthetic``; every CamVid val frame from
+../shared with ``--camvid``), starts busy processes on half the cores for a while so that the
 load monitor cuts the budget, records the node's outputs into a bag, and
 writes plots, a few mask overlays and a markdown summary.
 """
@@ -30,7 +31,8 @@ from dynvit_ros.ros.stamps import to_ns
 from dynvit_ros.share import SOURCE_ROOT
 
 REPO = SOURCE_ROOT
-DEFAULT_BAG = REPO / "data" / "sample_street"
+REAL_BAG = REPO / "data" / "camvid_street" / "bag"  # 60 CamVid val frames, CC BY-NC 4.0
+SYNTHETIC_BAG = REPO / "data" / "sample_street"
 DEFAULT_MODEL = REPO / "models" / "segformer_b0_camvid.safetensors"
 DEFAULT_LEVELS = REPO / "config" / "segformer_b0_camvid.levels.yaml"
 IMAGE_TOPIC = "/camera/image_raw/compressed"
@@ -60,18 +62,11 @@ def cpu_burst(seconds: float, workers: int | None = None) -> list[mp.Process]:
 
 
 def camvid_bag(out: Path, rate_hz: float) -> Path:
-    from dynvit_ros.bags.io import BagWriter, image_message
+    from dynvit_ros.bags.io import write_image_bag
     from dynvit_ros.training import camvid
 
-    root = camvid.require_root()
-    split = camvid.load_split(root, "val")
-    with BagWriter(out) as writer:
-        for i, rgb in enumerate(split.images):
-            stamp = int(1_700_000_000e9 + i * 1e9 / rate_hz)
-            writer.write_message(
-                IMAGE_TOPIC, stamp, image_message(writer.store, rgb, stamp, "camera", True)
-            )
-    return out
+    split = camvid.load_split(camvid.require_root(), "val")
+    return write_image_bag(out, split.images, rate_hz, IMAGE_TOPIC)
 
 
 def decode_frames(bag: Path) -> dict[int, np.ndarray]:
@@ -168,9 +163,15 @@ def write_summary(out: Path, tl, spans, plots, overlays, args, levels) -> Path:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=REPO / "outputs" / "demo")
-    p.add_argument("--bag", type=Path, default=DEFAULT_BAG)
-    p.add_argument(
+    p.add_argument("--bag", type=Path, default=REAL_BAG)
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
         "--camvid", action="store_true", help="replay CamVid val frames instead (needs ../shared)"
+    )
+    source.add_argument(
+        "--synthetic",
+        action="store_true",
+        help=f"replay the procedurally drawn street ({SYNTHETIC_BAG.relative_to(REPO)})",
     )
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     p.add_argument("--levels", type=Path, default=DEFAULT_LEVELS)
@@ -200,7 +201,10 @@ def main(argv=None) -> int:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     domain = args.domain_id or 100 + os.getpid() % 100
-    bag = camvid_bag(out / "camvid_input", args.camera_hz) if args.camvid else args.bag
+    if args.camvid:
+        bag = camvid_bag(out / "camvid_input", args.camera_hz)
+    else:
+        bag = SYNTHETIC_BAG if args.synthetic else args.bag
     args.source = "CamVid val" if args.camvid else str(bag)
     from dynvit_ros.engine.levels import LevelTable
 

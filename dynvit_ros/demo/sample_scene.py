@@ -17,7 +17,7 @@ import sys
 import cv2
 import numpy as np
 
-from dynvit_ros.bags.io import BagWriter, image_message
+from dynvit_ros.bags.io import write_image_bag
 
 
 def street_frame(index: int, height: int = 240, width: int = 320, seed: int = 7) -> np.ndarray:
@@ -118,14 +118,8 @@ def write_sample_bag(
     compressed: bool,
     storage: str = "mcap",
 ) -> Path:
-    with BagWriter(out, storage=storage) as writer:
-        for i in range(frames):
-            stamp = int(1_700_000_000e9 + i * 1e9 / rate_hz)
-            msg = image_message(
-                writer.store, street_frame(i, height, width), stamp, frame_id, compressed
-            )
-            writer.write_message(topic, stamp, msg)
-    return out
+    images = (street_frame(i, height, width) for i in range(frames))
+    return write_image_bag(out, images, rate_hz, topic, frame_id, compressed, storage)
 
 
 def main(argv=None) -> int:
