@@ -157,6 +157,9 @@ def test_agreement_and_label_scores(tiny, tmp_path):
     assert 0 <= full.label_miou <= 100 and scorer.out_of_range_pixels == 1
     assert skipped.value("labels") == skipped.label_miou
     assert skipped.value("agreement") == skipped.agreement_miou
+    # Class IoUs average to the mIoU over the classes present.
+    ious = np.array(full.label_class_iou)
+    assert len(ious) == CLASSES and abs(np.nanmean(ious) - full.label_miou) < 1e-9
 
 
 def test_agreement_leaves_out_the_full_models_least_sure_pixels(tiny):
@@ -246,18 +249,8 @@ def test_from_a_bag_without_labels(tiny, tmp_path, capsys):
 def test_from_a_labelled_folder(tiny, tmp_path, capsys):
     images, labels = write_folder(tmp_path, 4, bad_label=3)
     out = tmp_path / "levels.yaml"
-    rc, stdout, stderr = run_cli(
-        capsys,
-        "--model",
-        tiny,
-        "--images",
-        images,
-        "--labels",
-        labels,
-        "--levels-out",
-        out,
-        *FAST,
-    )
+    labelled = ["--model", tiny, "--images", images, "--labels", labels, "--levels-out", out]
+    rc, stdout, stderr = run_cli(capsys, *labelled, *FAST)
     assert rc == 0, stderr
     assert "f03.png: label is" in stderr
     table = LevelTable.load(out)
@@ -265,22 +258,10 @@ def test_from_a_labelled_folder(tiny, tmp_path, capsys):
     assert table.info["source"]["kind"] == "labelled folder"
     result = json.loads(stdout.strip().splitlines()[-1])
     assert result["full_miou"] is not None and "miou" in result["levels"][0]
+    assert result["class_iou"] == result["levels"][0]["class_iou"]
+    assert len(result["class_iou"]) == CLASSES
     # Labels present, agreement asked for.
-    rc, _, stderr = run_cli(
-        capsys,
-        "--model",
-        tiny,
-        "--images",
-        images,
-        "--labels",
-        labels,
-        "--levels-out",
-        out,
-        "--force",
-        "--score",
-        "agreement",
-        *FAST,
-    )
+    rc, _, stderr = run_cli(capsys, *labelled, "--force", "--score", "agreement", *FAST)
     assert rc == 0 and LevelTable.load(out).info["score"] == "agreement"
 
 

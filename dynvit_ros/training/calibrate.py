@@ -609,6 +609,7 @@ def run(args, argv: Sequence[str]) -> int:
                 "agreement_miou_all": round(score.agreement_miou_all, 2),
                 "pixel_agreement": round(score.pixel_agreement, 2),
                 **({"miou": round(score.label_miou, 2)} if labelled else {}),
+                **({"class_iou": _class_iou(score, meta)} if labelled else {}),
                 "ms": round(result.latency[level.config], 2),
                 "gmacs": round(result.gmacs[level.config], 3),
             }
@@ -624,6 +625,10 @@ def run(args, argv: Sequence[str]) -> int:
     comparison = {}
     if args.baseline:
         comparison = _posthoc(args.baseline, frames, rows, row_configs, input_hw, meta, args)
+    if labelled and rows:
+        print("\nClass IoU (%) of level 0, " + rows[0]["name"])
+        for name, iou in rows[0]["class_iou"].items():
+            print(f"  {name:16} {iou:6.2f}" if iou is not None else f"  {name:16}    n/a")
     full = result.scores.get(FULL)
     print(
         json.dumps(
@@ -633,6 +638,7 @@ def run(args, argv: Sequence[str]) -> int:
                 "skipped": len(frames.skipped),
                 "full_miou": round(full.label_miou, 2) if full and labelled else None,
                 "levels": rows,
+                "class_iou": rows[0]["class_iou"] if labelled and rows else None,
                 "failed": sorted(result.failed),
                 "search_s": round(result.seconds, 1),
                 "total_s": round(time.perf_counter() - started, 1),
@@ -642,6 +648,15 @@ def run(args, argv: Sequence[str]) -> int:
         )
     )
     return 0
+
+
+def _class_iou(score: Score, meta) -> dict[str, float | None]:
+    """IoU per class name (None for a class neither in the labels nor predicted)."""
+    names = list(meta.class_names) or [f"class_{i}" for i in range(meta.num_classes)]
+    return {
+        name: (round(v, 2) if v == v else None)
+        for name, v in zip(names, score.label_class_iou or ())
+    }
 
 
 def _posthoc(baseline_path, frames, rows, row_configs, input_hw, meta, args) -> dict:

@@ -55,6 +55,7 @@ class Score:
     pixel_agreement: float  # % of pixels given the full model's class
     label_miou: float | None  # % mIoU against labels (labelled sources only)
     frames: int
+    label_class_iou: tuple[float, ...] | None = None  # % IoU per class (NaN: class absent)
 
     def value(self, kind: str) -> float:
         """The score named ``kind``: "agreement" or "labels"."""
@@ -212,6 +213,7 @@ class Scorer:
             everywhere.pixel_accuracy(),
             labels.miou() if labels is not None else None,
             len(self._counted[config]),
+            tuple(float(v) * 100.0 for v in labels.iou()) if labels is not None else None,
         )
 
 

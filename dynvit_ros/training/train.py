@@ -2,6 +2,14 @@
 """Train a SegFormer on CamVid, optionally skip-aware (one set of weights for every skip level).
 
     python -m dynvit_ros.training.train --out runs/b0_skipaware --skip-aware
+    python -m dynvit_ros.training.train --out runs/b0_sandwich --sandwich --init plain.safetensors
+
+``--skip-aware`` trains one sampled configuration per step on the labels.
+``--sandwich`` follows once-for-all / slimmable training: every step trains the
+full configuration on the labels and, by in-place distillation, the cheapest
+candidate and a sampled one on the full configuration's soft predictions, so
+the full model stays the most accurate level and the others learn to agree
+with it (which is also what the label-free calibration score measures).
 
 CPU-friendly (uses CUDA when present), resumable (``--resume``), AdamW with
 linear warm-up and a poly schedule. The schedule runs on progress = the larger
@@ -24,6 +32,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from dynvit_ros.engine.checkpoint import ModelMetadata, save_checkpoint
+from dynvit_ros.engine.levels import candidate_configs
+from dynvit_ros.engine.macs import count_layers, total_macs
 from dynvit_ros.engine.model import SegFormer, VariantSpec, build_segformer
 from dynvit_ros.engine.preprocess import IMAGENET_MEAN, IMAGENET_STD, to_tensor
 from dynvit_ros.engine.skip import FULL, SkipConfig
@@ -58,6 +68,41 @@ def sample_skip(spec: VariantSpec, rng: random.Random, p_full: float = 0.4) -> S
     )
 
 
+def cheapest_config(spec: VariantSpec, num_classes: int, input_hw) -> SkipConfig:
+    """The candidate level with the fewest MACs: the bottom slice of the sandwich."""
+    return min(
+        candidate_configs(spec),
+        key=lambda c: total_macs(count_layers(spec, num_classes, tuple(input_hw), c)),
+    )
+
+
+def _at(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def sandwich_step(
+    model: SegFormer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    weights: torch.Tensor,
+    students: list[SkipConfig],
+) -> float:
+    """Accumulate the gradients of one sandwich step; returns the full configuration's loss.
+
+    Each pass is backpropagated at once, so only one graph is alive at a time.
+    """
+    logits = _at(model(images, FULL), labels)
+    loss = F.cross_entropy(logits, labels, weight=weights, ignore_index=camvid.IGNORE_ID)
+    loss.backward()
+    teacher = logits.detach().softmax(1)
+    valid = labels != camvid.IGNORE_ID
+    for config in students:
+        student = _at(model(images, config), labels).log_softmax(1)
+        distill = -(teacher * student).sum(1)[valid].mean()
+        distill.backward()
+    return loss.item()
+
+
 def lr_factor(progress: float, warmup: float, power: float = 1.0) -> float:
     if progress < warmup:
         return max(progress / warmup, 1e-3)
@@ -88,6 +133,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument(
         "--skip-aware", action="store_true", help="sample a skip configuration every step"
+    )
+    p.add_argument(
+        "--sandwich",
+        action="store_true",
+        help="full on labels + cheapest and one sampled configuration distilled from it",
     )
     p.add_argument("--eval-every", type=int, default=5, help="epochs between val mIoU logs")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
@@ -154,9 +204,13 @@ def main(argv=None) -> int:
             + " ".join(argv or sys.argv[1:]),
             "data": "CamVid train (367 images)",
             "data_license": camvid.LICENSE,
-            "skip_aware": args.skip_aware,
+            "skip_aware": args.skip_aware or args.sandwich,
+            "recipe": ("sandwich" if args.sandwich else "skip-aware")
+            if args.skip_aware or args.sandwich
+            else "plain",
         },
     )
+    cheapest = cheapest_config(model.variant, camvid.NUM_CLASSES, args.input_size)
     start = time.time()
     order: list[int] = []
     bar = tqdm(total=total_steps, initial=step, desc="train", mininterval=30, file=sys.stderr)
@@ -177,14 +231,16 @@ def main(argv=None) -> int:
         del order[: args.batch]
         images = to_tensor([b[0] for b in batch], MEAN, STD).to(device)
         labels = torch.from_numpy(np.stack([b[1] for b in batch])).long().to(device)
-        skip = sample_skip(model.variant, rng) if args.skip_aware else FULL
-        logits = model(images, skip)
-        logits = F.interpolate(
-            logits, size=labels.shape[-2:], mode="bilinear", align_corners=False
-        )
-        loss = F.cross_entropy(logits, labels, weight=weights, ignore_index=camvid.IGNORE_ID)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if args.sandwich:
+            sampled = sample_skip(model.variant, rng, p_full=0.0)
+            loss = sandwich_step(model, images, labels, weights, [cheapest, sampled])
+        else:
+            skip = sample_skip(model.variant, rng) if args.skip_aware else FULL
+            logits = _at(model(images, skip), labels)
+            loss = F.cross_entropy(logits, labels, weight=weights, ignore_index=camvid.IGNORE_ID)
+            loss.backward()
+            loss = loss.item()
         optimizer.step()
         step += 1
         bar.update(1)
@@ -193,7 +249,7 @@ def main(argv=None) -> int:
             record = {
                 "epoch": epoch,
                 "step": step,
-                "loss": round(loss.item(), 4),
+                "loss": round(loss, 4),
                 "lr": optimizer.param_groups[0]["lr"],
                 "minutes": round(elapsed / 60, 1),
             }
