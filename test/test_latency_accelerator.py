@@ -82,7 +82,7 @@ def test_time_is_monotonic_in_macs():
 
 
 @pytest.mark.parametrize("preset", PRESETS)
-def test_skipping_more_is_never_slower(preset):
+def test_skipping_more_is_never_slower_nor_costs_more_energy(preset):
     hw = load_hardware(preset)
     spec = VARIANTS["b0"]
     last = [(s, spec.depths[s] - 1) for s in range(4)]
@@ -94,9 +94,11 @@ def test_skipping_more_is_never_slower(preset):
         SkipConfig(skip_block=last, decoder_drop=[3]),
         SkipConfig(skip_block=last, decoder_drop=[3], input_scale=0.5),
     ]
-    times = [estimate(spec, 150, (240, 320), c, hw).total_ms for c in nested]
-    assert all(a >= b for a, b in zip(times, times[1:])), times
-    assert times[-1] < times[0]
+    estimates = [estimate(spec, 150, (240, 320), c, hw) for c in nested]
+    for figure in ("total_ms", "energy_mj"):
+        values = [getattr(est, figure) for est in estimates]
+        assert all(a >= b for a, b in zip(values, values[1:])), (figure, values)
+        assert values[-1] < values[0]
 
 
 def test_reduction_is_padded_to_the_vector_width():

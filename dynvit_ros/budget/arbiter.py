@@ -9,6 +9,10 @@ Precedence, highest first:
    ``pinned_level >= 0`` pins the level;
 4. otherwise ``default_budget_ms`` (fallback).
 
+The energy budget per frame (mJ, 0 = none) is resolved on its own: the
+``energy_budget_mj`` setting when > 0, else the fresh topic budget's, else none
+(a stale topic leaves no energy budget rather than an invented one).
+
 Pure and clock-free: the caller passes ``now`` (monotonic seconds), so every
 rule is unit-tested without ROS. Topic budgets are checked on arrival and a
 refused one leaves the previous budget in force.
@@ -19,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import math
 
-from dynvit_ros.budget.policy import validate_budget
+from dynvit_ros.budget.policy import validate_budget, validate_energy_budget
 
 MODES = ("auto", "fixed")
 
@@ -31,6 +35,8 @@ class Decision:
     mode: str  # "auto" | "pinned" | "fixed"
     level: int | None  # the level imposed (fixed or pinned); None: choose by budget
     notice: str | None = None  # a change worth one log line (the topic went stale)
+    energy_mj: float = 0.0  # energy budget per frame; 0 = none
+    energy_source: str = "none"  # "parameter" | "topic" | "none"
 
 
 class BudgetArbiter:
@@ -42,6 +48,7 @@ class BudgetArbiter:
         mode: str = "auto",
         skip_level: int = 0,
         budget_ms: float = 0.0,
+        energy_budget_mj: float = 0.0,
     ):
         if num_levels < 1:
             raise ValueError("num_levels must be >= 1")
@@ -51,7 +58,9 @@ class BudgetArbiter:
         self.mode = mode
         self.skip_level = int(skip_level)
         self.budget_ms = float(budget_ms)
-        self._topic: tuple[float, int, str] | None = None  # (budget ms, pinned level, source)
+        self.energy_budget_mj = validate_energy_budget(energy_budget_mj)
+        # (budget ms, pinned level, source, energy budget mJ)
+        self._topic: tuple[float, int, str, float] | None = None
         self._received = -math.inf
         self._expires = math.inf
         self._stale = False
@@ -60,10 +69,19 @@ class BudgetArbiter:
     def update(self, **settings) -> None:
         """Change settings (the node's parameters of the same names), each checked first."""
         for name in settings:
-            if name not in ("default_budget_ms", "timeout_s", "mode", "skip_level", "budget_ms"):
+            if name not in (
+                "default_budget_ms",
+                "timeout_s",
+                "mode",
+                "skip_level",
+                "budget_ms",
+                "energy_budget_mj",
+            ):
                 raise KeyError(name)
         if "mode" in settings and settings["mode"] not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
+        if "energy_budget_mj" in settings:
+            validate_energy_budget(settings["energy_budget_mj"])
         if "skip_level" in settings:
             self.check_level(settings["skip_level"], "skip_level", allow_none=False)
         for name, value in settings.items():
@@ -79,7 +97,13 @@ class BudgetArbiter:
         return level
 
     def accept(
-        self, budget_ms: float, pinned_level: int, source: str, expires_after_s: float, now: float
+        self,
+        budget_ms: float,
+        pinned_level: int,
+        source: str,
+        expires_after_s: float,
+        now: float,
+        energy_budget_mj: float = 0.0,
     ) -> str | None:
         """Take a topic budget, or raise ValueError with the reason it was refused.
 
@@ -90,7 +114,8 @@ class BudgetArbiter:
         expiry = float(expires_after_s)
         if not math.isfinite(expiry) or expiry < 0:
             raise ValueError(f"expires_after must be >= 0 s, got {expiry}")
-        self._topic = (budget, pinned, source)
+        energy = validate_energy_budget(energy_budget_mj)
+        self._topic = (budget, pinned, source, energy)
         self._received = now
         self._expires = now + expiry if expiry > 0 else math.inf
         self.accepted += 1
@@ -103,12 +128,21 @@ class BudgetArbiter:
         """No fresh topic budget is in force (whatever the parameters say)."""
         return self._topic is None or now - self._received > self.timeout_s or now > self._expires
 
+    def energy(self, now: float) -> tuple[float, str]:
+        """The energy budget in force (mJ, 0 = none) and where it came from."""
+        if self.energy_budget_mj > 0:
+            return self.energy_budget_mj, "parameter"
+        if not self.stale(now) and self._topic[3] > 0:
+            return self._topic[3], "topic"
+        return 0.0, "none"
+
     def decide(self, now: float) -> Decision:
+        energy = self.energy(now)
         if self.budget_ms > 0:
             budget, source, pinned = self.budget_ms, "parameter", -1
             notice = None
         elif not self.stale(now):
-            budget, pinned, _ = self._topic
+            budget, pinned, _, _ = self._topic
             source, notice = "topic", None
         else:
             budget, source, pinned = self.default_budget_ms, "fallback", -1
@@ -126,9 +160,9 @@ class BudgetArbiter:
                     f"{self.default_budget_ms:g} ms"
                 )
         if self.mode == "fixed":
-            return Decision(
-                budget, source, "fixed", min(self.skip_level, self.num_levels - 1), notice
-            )
-        if pinned >= 0:
-            return Decision(budget, source, "pinned", pinned, notice)
-        return Decision(budget, source, "auto", None, notice)
+            mode, level = "fixed", min(self.skip_level, self.num_levels - 1)
+        elif pinned >= 0:
+            mode, level = "pinned", pinned
+        else:
+            mode, level = "auto", None
+        return Decision(budget, source, mode, level, notice, *energy)

@@ -2,20 +2,24 @@
 """Per frame: which budget is in force, what each level is predicted to take, which level runs.
 
 Ties the pieces the node would otherwise juggle: the :class:`BudgetArbiter`
-(which budget), a latency model (a median per level), the
-:class:`TailEstimator` (the quantile that meets the miss target) and the
-:class:`LevelSelector` (the most accurate level whose quantile fits). Pure: the
-caller passes the time, so it runs in benchmarks and unit tests without ROS.
+(which budget), a latency model (a median per level, and the energy per frame
+where the model knows it), the :class:`TailEstimator` (the quantile that meets
+the miss target) and the :class:`LevelSelector` (the most accurate level whose
+quantile fits the time budget and whose energy fits the energy budget). Energy
+predictions are taken as they come (no tail): the energy budget is an average
+to hold, the deadline a bound on each frame. Pure: the caller passes the time,
+so it runs in benchmarks and unit tests without ROS.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import math
 
 from dynvit_ros.budget.arbiter import BudgetArbiter, Decision
 from dynvit_ros.budget.policy import LevelSelector
 from dynvit_ros.budget.tail import TailEstimator
+from dynvit_ros.latency.base import energy_of
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,8 @@ class Plan:
     decision: Decision
     predicted_ms: list[float]  # per level; inf where the latency model gave no usable number
     quantile_ms: list[float]  # per level: the (1 - miss target) quantile the selector used
-    feasible: bool = True  # some level's quantile fits the budget
+    feasible: bool = True  # some level fits the budget(s)
+    predicted_mj: list[float] = field(default_factory=list)  # per level; NaN where unknown
 
 
 class Controller:
@@ -44,33 +49,45 @@ class Controller:
         self.learn_tail = bool(getattr(latency_model, "predicts_this_host", True))
         self.unusable_predictions = 0
         self.infeasible_frames = 0
+        # Frames with an energy budget in force that some level's energy could not be checked
+        # against (the latency model predicts no energy for it).
+        self.energy_unknown_frames = 0
+        self._energies: list[float] = []
 
     def predictions(self) -> list[float]:
-        """Per-level predictions; a NaN, negative or missing one becomes inf (ineligible)."""
+        """Per-level predictions; a NaN, negative or missing one becomes inf (ineligible).
+
+        The energies the predictions carry are kept for :meth:`plan` (NaN where unknown).
+        """
         raw = list(self.latency_model.predict_all(self.configs, self.input_hw))
-        out = []
+        out, energies = [], []
         for i in range(len(self.configs)):
             value = float(raw[i]) if i < len(raw) else math.nan
             if not (math.isfinite(value) and value >= 0):
                 self.unusable_predictions += 1
                 value = math.inf
             out.append(value)
+            energies.append(energy_of(raw[i]) if i < len(raw) else math.nan)
+        self._energies = energies
         return out
 
     def plan(self, now: float) -> Plan:
         predicted = self.predictions()
+        energies = self._energies
         quantiles = self.tail.quantiles(predicted) if self.learn_tail else list(predicted)
         decision = self.arbiter.decide(now)
-        safety = self.selector.safety
-        feasible = any(q * safety <= decision.budget_ms for q in quantiles)
+        budgets = (decision.budget_ms, energies, decision.energy_mj)
+        feasible = any(self.selector.fits(quantiles, *budgets))
         if decision.level is not None:
             level = decision.level
         elif all(math.isinf(p) for p in predicted):
             level = len(predicted) - 1  # nothing is known: the cheapest level
         else:
-            level = self.selector.select(quantiles, decision.budget_ms)
+            level = self.selector.select(quantiles, *budgets)
             self.infeasible_frames += not feasible
-        return Plan(level, decision, predicted, quantiles, feasible)
+            if decision.energy_mj > 0 and any(math.isnan(e) for e in energies):
+                self.energy_unknown_frames += 1
+        return Plan(level, decision, predicted, quantiles, feasible, energies)
 
     def observe(self, plan: Plan, measured_ms: float) -> None:
         """Learn from the frame run as ``plan``: the latency model, then the tail."""

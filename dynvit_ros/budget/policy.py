@@ -15,6 +15,9 @@ from typing import Sequence
 # above a minute nothing is real-time.
 MIN_BUDGET_MS = 0.01
 MAX_BUDGET_MS = 60_000.0
+# An energy budget per frame above a kilojoule is a unit mistake (the GV100 model's largest
+# frames take a few joules); 0 means no energy budget.
+MAX_ENERGY_BUDGET_MJ = 1.0e6
 
 
 def validate_budget(value: float) -> float:
@@ -32,8 +35,23 @@ def validate_budget(value: float) -> float:
     return budget
 
 
+def validate_energy_budget(value: float) -> float:
+    """An energy budget is a finite number of mJ in [0, MAX_ENERGY_BUDGET_MJ]; 0 = none."""
+    try:
+        energy = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"energy budget must be a number of mJ, got {value!r}") from None
+    if not math.isfinite(energy) or not 0.0 <= energy <= MAX_ENERGY_BUDGET_MJ:
+        raise ValueError(
+            f"energy budget must be finite and in [0, {MAX_ENERGY_BUDGET_MJ:g}] mJ (0 = none), "
+            f"got {energy:g}"
+        )
+    return energy
+
+
 class LevelSelector:
-    """Pick the most accurate skip level whose predicted latency fits the budget.
+    """Pick the most accurate skip level whose predicted latency fits the budget, and whose
+    predicted energy fits the energy budget when there is one.
 
     Levels are ordered most accurate first. The level moves to a faster one at
     once when the current one no longer fits (a deadline is at stake). It
@@ -41,6 +59,12 @@ class LevelSelector:
     ``up_margin`` spare for ``hysteresis_frames`` consecutive frames, so the
     level does not flap when a prediction sits on the budget. ``safety``
     scales predictions (1.1 = assume 10% slower).
+
+    Energy: ``energy_budget_mj`` <= 0 means none. A level whose energy is
+    unknown (NaN: a latency-only model) is not held back by an energy budget.
+    When no level fits both budgets, the level that overruns them least
+    (the larger of predicted / budget over the two) runs: the fastest level
+    when only time is budgeted.
     """
 
     def __init__(
@@ -59,22 +83,54 @@ class LevelSelector:
         self.level: int | None = None
         self._pending_up = 0
 
-    def _first_fitting(self, predicted_ms: Sequence[float], budget_ms: float) -> int | None:
-        return next(
-            (i for i, ms in enumerate(predicted_ms) if ms * self.safety <= budget_ms), None
-        )
+    def fits(
+        self,
+        predicted_ms: Sequence[float],
+        budget_ms: float,
+        predicted_mj: Sequence[float] | None = None,
+        energy_budget_mj: float = 0.0,
+        margin: float = 1.0,
+    ) -> list[bool]:
+        """Per level: whether it fits both budgets, each shrunk by ``margin``."""
+        out = []
+        for i, ms in enumerate(predicted_ms):
+            ok = ms * self.safety <= budget_ms * margin
+            if ok and energy_budget_mj > 0 and predicted_mj is not None:
+                mj = predicted_mj[i]
+                ok = math.isnan(mj) or mj <= energy_budget_mj * margin
+            out.append(ok)
+        return out
 
-    def select(self, predicted_ms: Sequence[float], budget_ms: float) -> int:
+    def _overrun(self, i, predicted_ms, budget_ms, predicted_mj, energy_budget_mj) -> float:
+        ratio = predicted_ms[i] * self.safety / budget_ms
+        if energy_budget_mj > 0 and predicted_mj is not None and predicted_mj[i] >= 0:
+            ratio = max(ratio, predicted_mj[i] / energy_budget_mj)
+        return ratio
+
+    def select(
+        self,
+        predicted_ms: Sequence[float],
+        budget_ms: float,
+        predicted_mj: Sequence[float] | None = None,
+        energy_budget_mj: float = 0.0,
+    ) -> int:
         if len(predicted_ms) != self.num_levels:
             raise ValueError(f"expected {self.num_levels} predictions, got {len(predicted_ms)}")
-        fitting = self._first_fitting(predicted_ms, budget_ms)
-        if fitting is None:  # nothing fits: the fastest level
-            fitting = min(range(self.num_levels), key=lambda i: predicted_ms[i])
+        if predicted_mj is not None and len(predicted_mj) != self.num_levels:
+            raise ValueError(f"expected {self.num_levels} energies, got {len(predicted_mj)}")
+        budgets = (budget_ms, predicted_mj, energy_budget_mj)
+        fit = self.fits(predicted_ms, *budgets)
+        fitting = next((i for i, ok in enumerate(fit) if ok), None)
+        if fitting is None:  # nothing fits: the level that overruns its budgets least
+            fitting = min(
+                range(self.num_levels), key=lambda i: self._overrun(i, predicted_ms, *budgets)
+            )
         current = self.level
-        if current is None or predicted_ms[current] * self.safety > budget_ms or fitting > current:
+        if current is None or not fit[current] or fitting > current:
             self.level, self._pending_up = fitting, 0
             return self.level
-        up = self._first_fitting(predicted_ms[:current], budget_ms * self.up_margin)
+        up_fit = self.fits(predicted_ms, *budgets, margin=self.up_margin)[:current]
+        up = next((i for i, ok in enumerate(up_fit) if ok), None)
         self._pending_up = self._pending_up + 1 if up is not None else 0
         if up is not None and self._pending_up >= self.hysteresis_frames:
             self.level, self._pending_up = up, 0

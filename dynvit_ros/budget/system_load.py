@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """System load sampling for the load monitor: CPU (total, per core, perception vs the rest),
-memory, temperatures (psutil, else /sys/class/thermal) and GPU utilisation (NVML, where present).
+memory, temperatures (psutil, else /sys/class/thermal), GPU utilisation (NVML, where present)
+and measured power (NVML, RAPL; :mod:`dynvit_ros.power`).
 
 Pure Python on psutil; no ROS import.
 """
@@ -11,8 +12,11 @@ import glob
 import math
 import os
 import re
+import time
 
 import psutil
+
+from dynvit_ros.power import PowerMeter
 
 
 class SystemSampler:
@@ -26,7 +30,8 @@ class SystemSampler:
         self._looked_up = -math.inf
         self._me = os.getpid()
         psutil.cpu_percent(percpu=True)
-        self.nvml = _init_nvml()
+        self.power = PowerMeter()
+        self.nvml = self.power.nvml
 
     def find(self, pid: int, pattern: str, now: float) -> None:
         """Track the perception process(es): the PID, or every command line matching ``pattern``.
@@ -83,6 +88,8 @@ class SystemSampler:
         }
         out["temperatures_c"] = _temperatures()
         out["gpu_utilization"] = self._gpu()
+        out["power_w"] = self.power.power_w(time.monotonic())  # {} without a sensor
+        out["power_sensors"] = self.power.describe()
         return out
 
     def _gpu(self) -> list[float]:
@@ -98,16 +105,6 @@ class SystemSampler:
             ]
         except Exception:  # a GPU that disappeared or a driver hiccup: report none
             return []
-
-
-def _init_nvml():
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        return pynvml
-    except Exception:  # not installed, or no NVIDIA driver
-        return None
 
 
 def _temperatures() -> dict[str, float]:

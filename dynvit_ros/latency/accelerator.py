@@ -24,6 +24,11 @@ input or output fits the global buffer (it stays on chip between layers);
 when neither the weights nor the inputs fit their buffers, the smaller
 re-streaming order is charged. Element-wise kinds cost a vector-unit pass and
 their traffic, or nothing when the hardware fuses them into the producer.
+
+Energy (where the description has an ``energy`` section, see
+:mod:`dynvit_ros.latency.energy`): per layer, the work and the bytes each memory
+level moves times its energy per MAC, op or byte, plus static power times the
+predicted frame time. A description without the section predicts latency only.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ import yaml
 from dynvit_ros.engine.macs import GEMM_KINDS, LayerCost, OpKind, count_layers
 from dynvit_ros.engine.model import scaled_size, stage_sizes
 from dynvit_ros.engine.skip import FULL, SkipConfig
-from dynvit_ros.latency.base import LatencyContext, LatencyModel, LatencyModelError
+from dynvit_ros.latency.base import LatencyContext, LatencyModel, LatencyModelError, Prediction
+from dynvit_ros.latency.energy import EnergySpec, LayerEnergy, category
 from dynvit_ros.share import data_dirs
 
 _KINDS = {str(kind) for kind in OpKind}
@@ -71,6 +77,7 @@ class HardwareSpec:
     computation: str = "executed"  # which macs list runs there: "executed" or "reference"
     include_output: bool = True  # upsample logits to the input size and take the argmax
     notes: str = ""
+    energy: EnergySpec | None = None  # None: latency only
 
     def __post_init__(self) -> None:
         for name in (
@@ -102,6 +109,8 @@ class HardwareSpec:
         if any(not 0 < float(v) <= 1 for v in self.efficiency.values()):
             raise ValueError(f"{self.name}: efficiencies must be in (0, 1]")
         object.__setattr__(self, "fused_kinds", tuple(self.fused_kinds))
+        if self.energy is not None and not isinstance(self.energy, EnergySpec):
+            object.__setattr__(self, "energy", EnergySpec.from_dict(self.energy, self.name))
 
     @property
     def num_pes(self) -> int:
@@ -218,6 +227,16 @@ def elementwise_cycles(layer: LayerCost, hw: HardwareSpec) -> float:
     )
 
 
+def restream_bytes(layer: LayerCost, hw: HardwareSpec) -> int:
+    """Operand bytes fetched again because neither the weights nor the inputs fit on chip."""
+    w, i = layer.weight_bytes, layer.act_in_bytes
+    if layer.kind in GEMM_KINDS and w > hw.weight_buffer_bytes and i > hw.input_buffer_bytes:
+        restream_w = w * (_ceil(i, hw.input_buffer_bytes) - 1)
+        restream_i = i * (_ceil(w, hw.weight_buffer_bytes) - 1)
+        return min(restream_w, restream_i)
+    return 0
+
+
 def dram_bytes(layer: LayerCost, hw: HardwareSpec) -> int:
     w, i, o = layer.weight_bytes, layer.act_in_bytes, layer.act_out_bytes
     moved = w
@@ -225,11 +244,7 @@ def dram_bytes(layer: LayerCost, hw: HardwareSpec) -> int:
         moved += i
     if o > hw.global_buffer_bytes:
         moved += o
-    if layer.kind in GEMM_KINDS and w > hw.weight_buffer_bytes and i > hw.input_buffer_bytes:
-        restream_w = w * (_ceil(i, hw.input_buffer_bytes) - 1)
-        restream_i = i * (_ceil(w, hw.weight_buffer_bytes) - 1)
-        moved += min(restream_w, restream_i)
-    return moved
+    return moved + restream_bytes(layer, hw)
 
 
 def layer_time(layer: LayerCost, hw: HardwareSpec) -> LayerTime:
@@ -251,6 +266,39 @@ def layer_time(layer: LayerCost, hw: HardwareSpec) -> LayerTime:
         else ("compute" if compute_us >= memory_us else "memory")
     )
     return LayerTime(layer, compute_us, memory_us, overhead, total, moved, bound)
+
+
+def local_bytes(layer: LayerCost, hw: HardwareSpec) -> float:
+    """Bytes read from or written to register files / PE buffers (see EnergySpec)."""
+    if layer.kind in GEMM_KINDS:
+        return layer.macs * hw.energy.local_reads_per_mac * layer.bytes_per_element
+    if str(layer.kind) in hw.fused_kinds:
+        return 0.0
+    return layer.weight_bytes + layer.act_in_bytes + layer.act_out_bytes
+
+
+def sram_bytes(layer: LayerCost, hw: HardwareSpec) -> int:
+    """Bytes through the global buffer / L2: every operand once, plus re-streamed ones."""
+    if layer.kind not in GEMM_KINDS and str(layer.kind) in hw.fused_kinds:
+        return 0
+    moved = layer.weight_bytes + layer.act_in_bytes + layer.act_out_bytes
+    return moved + restream_bytes(layer, hw)
+
+
+def layer_energy(lt: LayerTime, hw: HardwareSpec) -> LayerEnergy:
+    """Energy of one layer in pJ (``hw.energy`` must be set); ``lt`` gives its DRAM bytes."""
+    e, layer = hw.energy, lt.layer
+    if layer.kind in GEMM_KINDS:
+        compute = layer.macs * e.mac_pj
+    else:
+        ops = float(hw.elementwise_ops.get(str(layer.kind), 1.0)) * layer.elements
+        compute = ops * e.elementwise_op_pj
+    return LayerEnergy(
+        compute_pj=compute,
+        local_pj=local_bytes(layer, hw) * e.local_pj_per_byte,
+        sram_pj=sram_bytes(layer, hw) * e.sram_pj_per_byte,
+        dram_pj=lt.dram_bytes * e.dram_pj_per_byte,
+    )
 
 
 def output_layers(
@@ -291,11 +339,41 @@ class Estimate:
     total_ms: float
     frame_overhead_us: float
     layers: tuple[LayerTime, ...]
+    energies: tuple[LayerEnergy, ...] = ()  # per layer, empty without an energy section
+    static_mj: float = math.nan  # static power x total_ms
 
     def by_kind(self) -> dict[str, float]:
         out: dict[str, float] = {}
         for lt in self.layers:
             out[str(lt.layer.kind)] = out.get(str(lt.layer.kind), 0.0) + lt.total_us / 1e3
+        return out
+
+    @property
+    def energy_mj(self) -> float:
+        """Energy per frame in mJ; NaN when the hardware has no energy constants."""
+        if not self.energies:
+            return math.nan
+        return sum(e.total_pj for e in self.energies) / 1e9 + self.static_mj
+
+    def energy_by_term(self) -> dict[str, float]:
+        """Energy in mJ spent in compute, local buffers, global SRAM, DRAM and static power."""
+        out = {"compute": 0.0, "local": 0.0, "sram": 0.0, "dram": 0.0}
+        for energy in self.energies:
+            for term, pj in energy.terms().items():
+                out[term] += pj / 1e9
+        out["static"] = self.static_mj
+        return out
+
+    def energy_by_category(self) -> dict[str, float]:
+        """Energy in mJ per part of the network (:func:`dynvit_ros.latency.energy.category`);
+        static energy is shared out by each layer's share of the time.
+        """
+        out: dict[str, float] = {}
+        busy_us = sum(lt.total_us for lt in self.layers) or 1.0
+        for lt, energy in zip(self.layers, self.energies):
+            key = category(lt.layer.name, str(lt.layer.kind))
+            static = self.static_mj * lt.total_us / busy_us
+            out[key] = out.get(key, 0.0) + energy.total_pj / 1e9 + static
         return out
 
 
@@ -317,7 +395,11 @@ def estimate(
         layers = layers + output_layers(num_classes, logits_hw, input_hw, hw.bytes_per_element)
     times = tuple(layer_time(layer, hw) for layer in layers)
     total_us = hw.frame_overhead_us + sum(t.total_us for t in times)
-    return Estimate(total_us / 1e3, hw.frame_overhead_us, times)
+    if hw.energy is None:
+        return Estimate(total_us / 1e3, hw.frame_overhead_us, times)
+    energies = tuple(layer_energy(lt, hw) for lt in times)
+    static_mj = hw.energy.static_w * total_us / 1e3
+    return Estimate(total_us / 1e3, hw.frame_overhead_us, times, energies, static_mj)
 
 
 def fit_overheads(points, hw: HardwareSpec) -> tuple[float, float]:
@@ -352,13 +434,16 @@ def fit_overheads(points, hw: HardwareSpec) -> tuple[float, float]:
 
 
 class AcceleratorLatencyModel(LatencyModel):
-    """Analytical latency on the hardware named by the ``hardware`` option (a path or a preset).
+    """Analytical latency and energy on the hardware named by the ``hardware`` option (a path or
+    a preset).
 
     Options: ``hardware`` (default ``magnet_5nm``); ``computation`` and
     ``include_output`` override the preset's. ``observe`` learns nothing by
     default, since frames measured on this host say nothing about the modelled
     hardware; with ``online_correction: true`` (the model really runs there)
-    a shared ratio EWMA (``correction_alpha``, default 0.3) scales every level.
+    a shared ratio EWMA (``correction_alpha``, default 0.3) scales every level's
+    latency (the energy prediction stays the analytical one).
+    ``predict`` returns a :class:`Prediction` carrying the energy per frame.
     """
 
     name = "accelerator"
@@ -370,9 +455,14 @@ class AcceleratorLatencyModel(LatencyModel):
         overrides = {k: options[k] for k in ("computation", "include_output") if k in options}
         self.hardware = replace(hw, **overrides) if overrides else hw
         self.target = self.hardware.target or self.hardware.name
+        self.energy_source = (
+            f"modelled ({self.hardware.name} energy constants)"
+            if self.hardware.energy is not None
+            else f"none: {self.hardware.name} has no energy section"
+        )
         self._spec = context.model.variant
         self._classes = context.model.config.num_classes
-        self._cache: dict[tuple[SkipConfig, tuple[int, int]], float] = {}
+        self._cache: dict[tuple[SkipConfig, tuple[int, int]], tuple[float, float]] = {}
         self._correct = bool(options.get("online_correction", False))
         # Frames measured here say something about the prediction only if the model runs there.
         self.predicts_this_host = self._correct
@@ -384,12 +474,14 @@ class AcceleratorLatencyModel(LatencyModel):
     def estimate(self, config: SkipConfig, input_hw: tuple[int, int]) -> Estimate:
         return estimate(self._spec, self._classes, tuple(input_hw), config, self.hardware)
 
-    def predict(self, config: SkipConfig, input_hw: tuple[int, int]) -> float:
+    def predict(self, config: SkipConfig, input_hw: tuple[int, int]) -> Prediction:
         key = (config, (int(input_hw[0]), int(input_hw[1])))
-        base = self._cache.get(key)
-        if base is None:
-            base = self._cache[key] = self.estimate(config, key[1]).total_ms
-        return base * math.exp(self._log_ratio) if self._correct else base
+        cached = self._cache.get(key)
+        if cached is None:
+            est = self.estimate(config, key[1])
+            cached = self._cache[key] = (est.total_ms, est.energy_mj)
+        base, energy = cached
+        return Prediction(base * math.exp(self._log_ratio) if self._correct else base, energy)
 
     def observe(self, config: SkipConfig, input_hw: tuple[int, int], measured_ms: float) -> None:
         if not self._correct or not (measured_ms > 0 and math.isfinite(measured_ms)):

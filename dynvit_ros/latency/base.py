@@ -8,6 +8,12 @@ took (``observe``). Models are loaded by a short built-in name, a
 ``dynvit_ros.latency_models``. A plugin is called as ``Class(context)`` and
 must return a :class:`LatencyModel` (or an object with the same three
 methods).
+
+Energy rides along with latency: ``predict`` may return a :class:`Prediction`,
+a float (the milliseconds) that also carries the energy per frame in
+millijoules. A plugin that returns a plain float predicts latency only; its
+energy is unknown (:func:`energy_of` gives NaN) and energy budgets cannot be
+enforced with it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 import importlib
 from importlib import metadata
+import math
 from typing import Sequence
 
 from dynvit_ros.engine.model import SegFormer
@@ -26,6 +33,32 @@ BUILTIN: dict[str, str] = {
     "profiled": "dynvit_ros.latency.profiled:ProfiledLatencyModel",
     "accelerator": "dynvit_ros.latency.accelerator:AcceleratorLatencyModel",
 }
+
+
+class Prediction(float):
+    """Predicted latency in ms (the float value) with the energy per frame in mJ (NaN: unknown).
+
+    A float, so every caller that compares, scales or averages latencies keeps working.
+    """
+
+    __slots__ = ("energy_mj",)
+
+    def __new__(cls, ms: float, energy_mj: float = math.nan) -> "Prediction":
+        value = super().__new__(cls, ms)
+        value.energy_mj = float(energy_mj)
+        return value
+
+    def __reduce__(self):
+        return (Prediction, (float(self), self.energy_mj))
+
+
+def energy_of(prediction) -> float:
+    """The energy in mJ that ``prediction`` carries; NaN when it carries none or a bad one."""
+    try:
+        value = float(getattr(prediction, "energy_mj", math.nan))
+    except (TypeError, ValueError):
+        return math.nan
+    return value if math.isfinite(value) and value >= 0 else math.nan
 
 
 class LatencyModelError(RuntimeError):
@@ -48,10 +81,13 @@ class LatencyModel(ABC):
 
     ``predict`` is on the node's per-frame path: implementations keep it to a
     dictionary lookup and a few multiplications (cache per config and size).
+    Models that know the energy per frame return a :class:`Prediction`.
     """
 
     name: str = "latency-model"
     target: str = ""
+    # Where energy predictions come from, for diagnostics ("none": latency only).
+    energy_source: str = "none"
     # Whether frames measured by the node are samples of what ``predict`` predicts. The node
     # learns the tail of frame times over its median predictions only when they are.
     predicts_this_host: bool = True
@@ -61,7 +97,10 @@ class LatencyModel(ABC):
 
     @abstractmethod
     def predict(self, config: SkipConfig, input_hw: tuple[int, int]) -> float:
-        """Predicted latency in ms of ``config`` at ``input_hw``."""
+        """Predicted latency in ms of ``config`` at ``input_hw``.
+
+        A :class:`Prediction` where the energy is known.
+        """
 
     def observe(self, config: SkipConfig, input_hw: tuple[int, int], measured_ms: float) -> None:
         """Learn from one measured frame; models that cannot learn ignore it."""

@@ -28,6 +28,15 @@ Online estimator. The prediction for configuration ``c`` is
   shared factor explains, barely disturb it. It absorbs what calibration in
   isolation misses for one level (e.g. cache state when levels alternate).
 
+Energy, where the device that runs the model has a power sensor
+(:class:`dynvit_ros.power.PowerMeter`: RAPL for the CPU, NVML for a CUDA device):
+calibration also reads the energy counter around every timed run and keeps the
+mean per level; predictions of calibrated levels then carry it. RAPL counts the
+whole package (other processes included). The figures are cached with the
+times; a cache written without a sensor keeps no energy (``recalibrate: true``
+measures it). Without a sensor no energy is predicted, and ``energy_source``
+says so.
+
 Configurations or input sizes that were not calibrated are predicted from a
 calibrated neighbour, scaled by an affine fit of time on executed MACs over
 the calibrated levels: ``base(u) = base(n) * f(macs(u)) / f(macs(n))`` with
@@ -54,7 +63,8 @@ from dynvit_ros.engine.macs import count_layers, total_macs
 from dynvit_ros.engine.masks import logits_to_masks
 from dynvit_ros.engine.skip import SkipConfig
 from dynvit_ros.host import allocator_settings, cpu_model
-from dynvit_ros.latency.base import LatencyContext, LatencyModel, LatencyModelError
+from dynvit_ros.latency.base import LatencyContext, LatencyModel, LatencyModelError, Prediction
+from dynvit_ros.power import PowerMeter
 
 CACHE_FORMAT = 1
 log = logging.getLogger(__name__)
@@ -76,7 +86,8 @@ class ProfiledLatencyModel(LatencyModel):
     camera frames when they differ from the model's input size),
     ``cache_dir`` / ``cache_file``, ``recalibrate``, ``progress`` (True), ``load_alpha`` (0.5),
     ``load_clip`` (0.5), ``level_alpha`` (0.1), ``level_step`` (0.02), ``unknown`` ("scale" or
-    "error").
+    "error"), ``power_meter`` (an object like :class:`dynvit_ros.power.PowerMeter`; default:
+    the sensor of the device the model runs on).
     """
 
     name = "profiled"
@@ -124,13 +135,24 @@ class ProfiledLatencyModel(LatencyModel):
             self.cache_path = (
                 Path(opts.get("cache_dir") or default_cache_dir()) / f"profiled-{digest}.json"
             )
+        self.meter = opts.get("power_meter") or PowerMeter(
+            kinds=("nvml",) if self._device() == "cuda" else ("rapl",)
+        )
         self.calibrated = False  # True when this instance measured rather than read the cache
+        self._energy_mj: list[float] | None = None  # mean per level, where measured
         medians = None if opts.get("recalibrate") else self._read_cache()
         if medians is None:
             medians, samples = self.calibrate()
             self._write_cache(medians, samples)
             self.calibrated = True
         self.table: dict[SkipConfig, float] = dict(zip(self.configs, medians))
+        self.energy: dict[SkipConfig, float] = dict(zip(self.configs, self._energy_mj or []))
+        if self.energy:
+            self.energy_source = f"measured ({self.meter.describe()})"
+        elif self.meter.sensors:
+            self.energy_source = "none: the cached calibration has none (recalibrate: true)"
+        else:
+            self.energy_source = f"none: {self.meter.describe()}"
         self._macs: dict[tuple[SkipConfig, tuple[int, int]], int] = {}
         self._fit = self._fit_affine()
         self._base: dict[tuple[SkipConfig, tuple[int, int]], float] = {
@@ -139,6 +161,13 @@ class ProfiledLatencyModel(LatencyModel):
         self.reset()
 
     # -- calibration ------------------------------------------------------
+    def _device(self) -> str:
+        model = getattr(self.backend, "model", None) or self.model
+        try:
+            return next(model.parameters()).device.type
+        except (AttributeError, StopIteration, TypeError):
+            return "cpu"
+
     def _cache_key(self, model_id: str) -> dict:
         return {
             "format": CACHE_FORMAT,
@@ -172,6 +201,10 @@ class ProfiledLatencyModel(LatencyModel):
             or not all(isinstance(t, (int, float)) and t > 0 for t in medians)
         ):
             return None
+        energy = data.get("energy_mj")
+        if isinstance(energy, list) and len(energy) == len(self.configs):
+            if all(isinstance(e, (int, float)) and e >= 0 for e in energy):
+                self._energy_mj = [float(e) for e in energy]
         return [float(t) for t in medians]
 
     def _write_cache(self, medians: list[float], samples: list[list[float]]) -> None:
@@ -180,6 +213,8 @@ class ProfiledLatencyModel(LatencyModel):
             "median_ms": medians,
             "samples_ms": samples,
             "names": [c.name for c in self.configs],
+            "energy_mj": self._energy_mj,
+            "energy_source": self.meter.describe(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         try:
@@ -223,6 +258,8 @@ class ProfiledLatencyModel(LatencyModel):
         was_training = self.model.training
         self.model.eval()
         samples: list[list[float]] = [[] for _ in self.configs]
+        energy: list[list[float]] = [[] for _ in self.configs]
+        metered = bool(self.meter.sensors)
         total = len(self.configs) * (self.warmup + self.repeats)
         try:
             with tqdm(
@@ -238,7 +275,10 @@ class ProfiledLatencyModel(LatencyModel):
                         bar.update()
                 for _ in range(self.repeats):
                     for i, config in enumerate(self.configs):
+                        before = self.meter.total_energy_mj() if metered else math.nan
                         samples[i].append(float(self.measure(config, self.input_hw)))
+                        if metered:
+                            energy[i].append(self.meter.total_energy_mj() - before)
                         bar.update()
         finally:
             torch.set_num_threads(previous)
@@ -246,6 +286,11 @@ class ProfiledLatencyModel(LatencyModel):
         medians = [statistics.median(s) for s in samples]
         if not all(t > 0 and math.isfinite(t) for t in medians):
             raise LatencyModelError(f"calibration produced invalid times: {medians}")
+        # The mean, not the median: counters tick coarser than a frame (RAPL ~1 ms, NVML
+        # slower), so single runs read 0 or a whole tick; their mean is unbiased.
+        means = [statistics.fmean(e) for e in energy] if metered else []
+        usable = means and all(math.isfinite(e) and e >= 0 for e in means)
+        self._energy_mj = means if usable else None
         return medians, samples
 
     # -- unknown configurations ---------------------------------------------
@@ -311,7 +356,9 @@ class ProfiledLatencyModel(LatencyModel):
         base = self._base.get(key)
         if base is None:
             base = self.base(*key)
-        return base * self._level.get(key, 1.0) * self.load_factor
+        ms = base * self._level.get(key, 1.0) * self.load_factor
+        energy = self.energy.get(config) if key[1] == self.input_hw else None
+        return ms if energy is None else Prediction(ms, energy)
 
     def observe(self, config: SkipConfig, input_hw: tuple[int, int], measured_ms: float) -> None:
         measured_ms = float(measured_ms)

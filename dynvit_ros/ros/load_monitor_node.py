@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """load_monitor_node: turns system load into a per-frame compute budget.
 
+Subscribes:  battery_state (sensor_msgs/BatteryState; parameter battery_topic)
 Publishes:   compute_budget (dynvit_ros/ComputeBudget) at publish_rate_hz,
-             /diagnostics (CPU total and per core, memory, temperatures, GPU)
+             /diagnostics (CPU total and per core, memory, temperatures, GPU, power, battery)
 
 Policy (dynvit_ros.budget.policy.LoadBudgetPolicy): the target frame rate
 gives the frame period; the period is scaled by the CPU headroom that
@@ -11,6 +12,11 @@ processes *other than the perception node* leave (after a reserve), smoothed
 perception node's own CPU use does not shrink its budget: it is found by PID
 (perception_pid) or by a regular expression on process command lines.
 manual_budget_ms and pinned_level override the policy.
+
+Energy budget per frame (dynvit_ros.budget.battery.BatteryEnergyPolicy): none
+while the battery is above battery_low_fraction, charging, or silent; below it,
+a cap that shrinks with the charge left. manual_energy_budget_mj overrides it.
+With several cameras each gets the cap times its weight's share.
 """
 
 from __future__ import annotations
@@ -22,13 +28,21 @@ import time
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import BatteryState
 
 from dynvit_ros.budget.share import CameraShares, parse_cameras, parse_weights
 from dynvit_ros.budget.system_load import SystemSampler
 from dynvit_ros.msg import ComputeBudget, InferenceStats
 from dynvit_ros.ros import diagnostics as diag
 from dynvit_ros.ros.entry import run_node
-from dynvit_ros.ros.monitor_params import POLICY_KEYS, SPECS, make_policy
+from dynvit_ros.ros.monitor_params import (
+    BATTERY_KEYS,
+    POLICY_KEYS,
+    SPECS,
+    make_battery_policy,
+    make_policy,
+)
 from dynvit_ros.ros.params import NamedParameterErrors, check_changes, declare_all
 from dynvit_ros.ros.qos import latched
 from dynvit_ros.ros.stamps import seconds_to_fields
@@ -40,6 +54,8 @@ class LoadMonitorNode(NamedParameterErrors, Node):
         self._p = declare_all(self, SPECS)
         self.sampler = SystemSampler()
         self._policy = make_policy(self._p)
+        self._battery = make_battery_policy(self._p)
+        self._errors = diag.ErrorLog()
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self._last: dict = {}
@@ -52,11 +68,16 @@ class LoadMonitorNode(NamedParameterErrors, Node):
         # Latched, so a perception node that starts later gets a budget at once.
         self.pub_budget = self.create_publisher(ComputeBudget, "compute_budget", latched())
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        if self._p["battery_topic"]:
+            # Best effort accepts reliable and best-effort battery drivers alike.
+            qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+            self.create_subscription(BatteryState, self._p["battery_topic"], self._on_battery, qos)
         self.create_timer(1.0 / self._p["publish_rate_hz"], self._tick)
         self.get_logger().info(
             f"publishing compute budgets at {self._p['publish_rate_hz']} Hz for a "
             f"{self._p['target_rate_hz']} Hz camera; {self.sampler.cores} CPU cores, "
-            f"GPU load {'via NVML' if self.sampler.nvml else 'not available'}"
+            f"GPU load {'via NVML' if self.sampler.nvml else 'not available'}, "
+            f"power: {self.sampler.power.describe()}"
         )
 
     def _check_parameters(self, params):
@@ -65,6 +86,7 @@ class LoadMonitorNode(NamedParameterErrors, Node):
             merged = dict(self._p, **{p.name: p.value for p in params})
             try:
                 make_policy(merged)
+                make_battery_policy(merged)
             except ValueError as exc:
                 result.successful, result.reason = False, str(exc)
         return result
@@ -75,6 +97,11 @@ class LoadMonitorNode(NamedParameterErrors, Node):
         self.shares.timeout_s = float(self._p["camera_timeout_s"])
         self.shares.parallel = self._parallel()
         self._looked_up = -math.inf
+        if any(p.name in BATTERY_KEYS for p in params):
+            battery = make_battery_policy(self._p)
+            battery.reading, battery.ignored = self._battery.reading, self._battery.ignored
+            battery.last_refusal = self._battery.last_refusal
+            self._battery = battery
         if any(p.name in POLICY_KEYS for p in params):
             previous = self._policy.budget_ms
             self._policy = make_policy(self._p)
@@ -87,6 +114,22 @@ class LoadMonitorNode(NamedParameterErrors, Node):
         """How many perception nodes can run a frame at once on this machine."""
         threads = self._p["perception_threads"] or self.sampler.cores
         return max(1.0, self.sampler.cores / threads)
+
+    def _on_battery(self, msg: BatteryState) -> None:
+        if not self._battery.take(msg, time.monotonic()):
+            line = self._errors.report(
+                "battery",
+                f"ignored BatteryState: {self._battery.last_refusal}",
+                time.monotonic(),
+            )
+            diag.log_line(self.get_logger(), ("warning", line) if line else None)
+
+    def _energy_budget(self, now: float) -> tuple[float, str]:
+        """Energy budget per frame in mJ (0 = none) and what it comes from."""
+        if self._p["manual_energy_budget_mj"] > 0:
+            return self._p["manual_energy_budget_mj"], "manual"
+        energy = self._battery.energy_budget_mj(now, self._p["target_rate_hz"])
+        return energy, "battery" if energy > 0 else "none"
 
     def _tick(self) -> None:
         p = self._p
@@ -101,21 +144,25 @@ class LoadMonitorNode(NamedParameterErrors, Node):
         self._budget = budget
 
         source = "manual" if manual else p["source"]
-        cameras = self._update_cameras(time.monotonic())
+        now = time.monotonic()
+        energy, energy_source = self._energy_budget(now)
+        cameras = self._update_cameras(now)
         if cameras is None:
-            self.pub_budget.publish(self._message(budget, source, s))
+            self.pub_budget.publish(self._message(budget, source, s, energy))
             per_camera = {}
         else:
-            per_camera = self.shares.budgets(
-                cameras, budget, self._policy.min_budget_ms, time.monotonic()
-            )
+            per_camera = self.shares.budgets(cameras, budget, self._policy.min_budget_ms, now)
             for camera, camera_budget in per_camera.items():
-                self._cameras[camera][0].publish(self._message(camera_budget, source, s))
-        self._publish_diagnostics(s, budget, source, per_camera)
+                camera_energy = energy * self.shares.share(camera, now)
+                self._cameras[camera][0].publish(
+                    self._message(camera_budget, source, s, camera_energy)
+                )
+        self._publish_diagnostics(s, budget, source, per_camera, (energy, energy_source))
 
-    def _message(self, budget: float, source: str, s: dict) -> ComputeBudget:
+    def _message(self, budget: float, source: str, s: dict, energy_mj: float) -> ComputeBudget:
         msg = ComputeBudget(
             budget_ms=float(budget),
+            energy_budget_mj=float(energy_mj),
             pinned_level=int(self._p["pinned_level"]),
             source=source,
             valid=True,
@@ -165,7 +212,9 @@ class LoadMonitorNode(NamedParameterErrors, Node):
         self._cameras[camera] = (pub, sub)
         self.get_logger().info(f"serving camera {camera} (weight {self.shares.weight(camera):g})")
 
-    def _publish_diagnostics(self, s: dict, budget: float, source: str, per_camera: dict) -> None:
+    def _publish_diagnostics(
+        self, s: dict, budget: float, source: str, per_camera: dict, energy: tuple
+    ) -> None:
         level, message = diag.OK, "ok"
         if not s["perception_pids"] and not self._p["manual_budget_ms"]:
             level, message = diag.WARN, "perception process not found: its load counts as other"
@@ -184,7 +233,16 @@ class LoadMonitorNode(NamedParameterErrors, Node):
             "mem_available_mb": s["mem_available_mb"],
             "max_temperature_c": max(temps.values()) if temps else math.nan,
             "gpu_utilization": s["gpu_utilization"] or "n/a",
+            "power_sensors": s["power_sensors"],
+            "energy_budget_mj": energy[0],
+            "energy_budget_source": energy[1],
+            "battery_state": self._battery.state(time.monotonic()),
+            "battery_charge": self._battery.reading.soc if self._battery.reading else math.nan,
+            "battery_messages_ignored": self._battery.ignored,
+            "battery_last_refusal": self._battery.last_refusal or "none",
         }
+        # A measured figure where a sensor exists; the sensor line says so where none does.
+        values.update({f"power_w/{k}": v for k, v in s["power_w"].items()})
         values.update({f"temp/{k}": v for k, v in temps.items()})
         now = time.monotonic()
         active = set(self.shares.active(now))

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""load_monitor_node's parameters and how they make a :class:`LoadBudgetPolicy`.
+"""load_monitor_node's parameters and how they make a :class:`LoadBudgetPolicy` and a
+:class:`BatteryEnergyPolicy`.
 
 Kept apart from the node so the node file only wires ROS; no rclpy import
 beyond the parameter descriptors.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from dynvit_ros.budget.battery import BatteryEnergyPolicy
 from dynvit_ros.budget.policy import LoadBudgetPolicy
 from dynvit_ros.budget.share import parse_cameras, parse_weights
 from dynvit_ros.ros.params import Spec
@@ -94,6 +96,49 @@ SPECS = {
         low=0.1,
         high=3600.0,
     ),
+    "battery_topic": Spec(
+        "battery_state",
+        "sensor_msgs/BatteryState topic the energy budget is derived from; '' = none.",
+        read_only=True,
+    ),
+    "battery_low_fraction": Spec(
+        0.2,
+        "Below this state of charge the energy per frame is capped; 0 = never.",
+        low=0.0,
+        high=1.0,
+    ),
+    "battery_capacity_wh": Spec(
+        0.0,
+        "Battery energy when full, Wh; 0 = the message's capacity (or design_capacity) x voltage.",
+        low=0.0,
+        high=1.0e6,
+    ),
+    "battery_perception_share": Spec(
+        0.1,
+        "Share of the energy left in the battery that perception may spend over "
+        "battery_horizon_s.",
+        low=1.0e-6,
+        high=1.0,
+    ),
+    "battery_horizon_s": Spec(
+        3600.0,
+        "How long the remaining charge must last: cap = share x energy left / (horizon x "
+        "target_rate_hz).",
+        low=1.0,
+        high=1.0e7,
+    ),
+    "min_energy_budget_mj": Spec(
+        0.1, "Smallest energy budget per frame published.", low=1.0e-6, high=1.0e6
+    ),
+    "battery_timeout_s": Spec(
+        30.0, "A battery state older than this sets no cap.", low=0.1, high=86400.0
+    ),
+    "manual_energy_budget_mj": Spec(
+        0.0,
+        "Publish this energy budget per frame (mJ) instead of the battery policy's; 0 = off.",
+        low=0.0,
+        high=1.0e6,
+    ),
 }
 POLICY_KEYS = (
     "target_rate_hz",
@@ -111,6 +156,27 @@ def _refuse(parse, value) -> str | None:
     except ValueError as exc:
         return str(exc)
     return None
+
+
+BATTERY_KEYS = (
+    "battery_low_fraction",
+    "battery_capacity_wh",
+    "battery_perception_share",
+    "battery_horizon_s",
+    "min_energy_budget_mj",
+    "battery_timeout_s",
+)
+
+
+def make_battery_policy(p: dict) -> BatteryEnergyPolicy:
+    return BatteryEnergyPolicy(
+        low_fraction=p["battery_low_fraction"],
+        share=p["battery_perception_share"],
+        horizon_s=p["battery_horizon_s"],
+        capacity_wh=p["battery_capacity_wh"],
+        min_energy_mj=p["min_energy_budget_mj"],
+        timeout_s=p["battery_timeout_s"],
+    )
 
 
 def make_policy(p: dict) -> LoadBudgetPolicy:

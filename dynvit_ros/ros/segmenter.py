@@ -134,6 +134,14 @@ PARAMETERS = {
         low=0.0,
         high=6.0e4,
     ),
+    "energy_budget_mj": Spec(
+        0.0,
+        "Per-frame energy budget in mJ; > 0 overrides the compute_budget topic's. 0 = the "
+        "topic's (none when it sends 0). Needs a latency model that predicts energy "
+        "(accelerator; profiled where a power sensor exists).",
+        low=0.0,
+        high=1.0e6,
+    ),
     "default_budget_ms": Spec(
         100.0,
         "Budget in ms used when no valid budget arrived within budget_timeout_s.",
@@ -184,7 +192,7 @@ UNCONFIGURED_ONLY = frozenset(
         "backend",
     }
 )
-_ARBITER_KEYS = ("mode", "skip_level", "budget_ms", "default_budget_ms")
+_ARBITER_KEYS = ("mode", "skip_level", "budget_ms", "default_budget_ms", "energy_budget_mj")
 
 
 class FrameSlot:
@@ -281,6 +289,7 @@ class Segmenter:
             params["mode"],
             min(params["skip_level"], len(self.configs) - 1),
             params["budget_ms"],
+            params.get("energy_budget_mj", 0.0),
         )
         self.selector = LevelSelector(
             len(self.configs), params["hysteresis_frames"], params["latency_safety"]
@@ -411,6 +420,7 @@ class Segmenter:
                     msg.source,
                     to_ns(msg.expires_after) / 1e9,
                     now,
+                    getattr(msg, "energy_budget_mj", 0.0),
                 )
                 period = float(msg.frame_period_ms)
                 self._budget_period_ms = period if period > 0 and period < 1e6 else 0.0
@@ -472,11 +482,14 @@ class Segmenter:
                 "level": plan.level,
                 "mode": decision.mode,
                 "budget": (decision.budget_ms, decision.source),
+                "energy": (decision.energy_mj, decision.energy_source),
                 "predicted": plan.predicted_ms,
+                "predicted_mj": plan.predicted_mj,
                 "quantiles": plan.quantile_ms,
                 "feasible": plan.feasible,
                 "notice": decision.notice,
             }
+        predicted_mj = plan.predicted_mj[plan.level] if plan.predicted_mj else math.nan
         stats = dict(
             skip_level=plan.level,
             config_name=result.config.name,
@@ -488,6 +501,8 @@ class Segmenter:
             measured_ms=float(result.infer_ms),
             budget_ms=float(decision.budget_ms),
             budget_source=decision.source,
+            energy_budget_mj=float(decision.energy_mj),
+            predicted_mj=float(predicted_mj),
             deadline_met=met,
             macs=int(result.macs),
         )
@@ -506,6 +521,7 @@ class Segmenter:
             processed, misses = self.processed, self.deadline_misses
             errors, last_error = dict(self.errors.counts), self.errors.last_error
             stale = self.arbiter.stale(now) and self.arbiter.budget_ms <= 0
+            unenforced = self.controller.energy_unknown_frames
         t0, received0, processed0 = self._rates
         received = slot_counts.get("frames_received", 0)
         dt = now - t0
@@ -519,6 +535,10 @@ class Segmenter:
             level, message = WARN, "budget infeasible: no level's frame-time quantile fits it"
         if self.stream.faster_than(self._budget_period_ms):
             level, message = WARN, "camera faster than the budgets' frame period: frames dropped"
+        energy_budget, energy_source = last.get("energy", (0.0, "none"))
+        unknown = any(math.isnan(e) for e in last.get("predicted_mj", []))
+        if energy_budget > 0 and unknown and last["mode"] == "auto":
+            level, message = WARN, "energy budget not held: the latency model predicts no energy"
         if stale:
             level, message = WARN, "budget topic stale: using default budget"
         budget, source = last["budget"]
@@ -551,6 +571,11 @@ class Segmenter:
             "budget_source": source,
             "mean_infer_ms": sum(recent) / len(recent) if recent else math.nan,
             "predicted_ms": last["predicted"],
+            "energy_budget_mj": energy_budget,
+            "energy_source": energy_source,
+            "predicted_mj": last.get("predicted_mj", []),
+            "energy_unknown_frames": unenforced,
+            "energy_prediction": getattr(self.latency_model, "energy_source", "none"),
             "latency_model": self.p["latency_model"],
             "last_error": last_error,
         }
