@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hostload import HostLoad  # noqa: E402
 
+from dynvit_ros.demo.camvid_sample import val_bag  # noqa: E402
 from dynvit_ros.engine.checkpoint import load_model  # noqa: E402
 from dynvit_ros.engine.levels import (  # noqa: E402
     Measurement,
@@ -264,14 +265,6 @@ def hf_folder(variant: str, folder: Path):
     return hf
 
 
-def camvid_bag(path: Path, data) -> Path:
-    """CamVid val frames as a robot's recording: JPEG CompressedImage at 10 Hz."""
-    from dynvit_ros.bags.io import write_image_bag
-
-    frames = sources.from_camvid(camvid.require_root(data), "val")
-    return write_image_bag(path, frames.images)
-
-
 def roundtrip(hf, folder: Path, levels: Path, frame: np.ndarray) -> dict:
     from dynvit_ros.engine.runtime import SegmentationRuntime
 
@@ -359,7 +352,8 @@ def main() -> int:
             results["validation"] = validate(args)
         if {"b0", "b2"} & set(parts):
             with tempfile.TemporaryDirectory() as tmp:
-                bag = camvid_bag(Path(tmp) / "camvid_val_bag", args.data)
+                # CamVid val frames as a robot's recording: JPEG CompressedImage at 10 Hz.
+                bag = val_bag(Path(tmp) / "camvid_val_bag", args.data)
                 for variant in ("b0", "b2"):
                     if variant in parts:
                         results[variant] = search_cost(variant, args, Path(tmp), bag)

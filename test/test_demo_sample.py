@@ -43,3 +43,11 @@ def test_write_sample_from_camvid(tmp_path):
     assert len(messages) == 3
     stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in messages]
     assert stamps[1] - stamps[0] == 200_000_000
+
+
+def test_val_bag_holds_every_val_frame_in_order(tmp_path):
+    root = camvid.find_root()
+    if root is None:
+        pytest.skip("CamVid not found at ../shared/data/CamVid")
+    bag = camvid_sample.val_bag(tmp_path / "val", root, rate_hz=10.0, topic="/cam/compressed")
+    assert bag_topics(bag) == {"/cam/compressed": ("sensor_msgs/msg/CompressedImage", 101)}

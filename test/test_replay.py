@@ -12,26 +12,16 @@ import subprocess
 import pytest
 from ros_harness import EXE_DIR, INPUT_HW, make_frame, segformer_params
 
-from dynvit_ros.bags.io import BagError, BagWriter, bag_topics, image_message, read_messages
+from dynvit_ros.bags.io import EPOCH_NS, BagError, bag_topics, read_messages, write_image_bag
 from dynvit_ros.demo.run_report import read_masks
 
 H, W = INPUT_HW
 
 
 def _write_bag(path, storage, frames=6):
-    stamps = []
-    with BagWriter(path, storage=storage) as writer:
-        for i in range(frames):
-            stamp = 1_700_000_000_000_000_000 + i * 100_000_000
-            writer.write_message(
-                "/cam/image",
-                stamp,
-                image_message(
-                    writer.store, make_frame(H, W, seed=i), stamp, "bag_camera", compressed=False
-                ),
-            )
-            stamps.append(stamp)
-    return stamps
+    images = (make_frame(H, W, seed=i) for i in range(frames))
+    write_image_bag(path, images, 10.0, "/cam/image", "bag_camera", False, storage)
+    return [EPOCH_NS + i * 100_000_000 for i in range(frames)]
 
 
 def _replay(domain_id, *args, timeout=90):

@@ -41,6 +41,16 @@ Frames, in bag order:
 """
 
 
+def val_bag(
+    path: Path, root=None, rate_hz: float = 10.0, topic: str = "/camera/image_raw/compressed"
+) -> Path:
+    """Every CamVid val frame, in file order, as a JPEG camera bag (for benchmarks and the
+    demo's ``--camvid``; written from ../shared, never shipped).
+    """
+    split = camvid.load_split(camvid.require_root(root), "val")
+    return write_image_bag(path, split.images, rate_hz, topic)
+
+
 def write_sample(
     out: Path,
     root: Path,

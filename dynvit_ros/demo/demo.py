@@ -61,14 +61,6 @@ def cpu_burst(seconds: float, workers: int | None = None) -> list[mp.Process]:
     return procs
 
 
-def camvid_bag(out: Path, rate_hz: float) -> Path:
-    from dynvit_ros.bags.io import write_image_bag
-    from dynvit_ros.training import camvid
-
-    split = camvid.load_split(camvid.require_root(), "val")
-    return write_image_bag(out, split.images, rate_hz, IMAGE_TOPIC)
-
-
 def decode_frames(bag: Path) -> dict[int, np.ndarray]:
     import cv2
 
@@ -202,7 +194,9 @@ def main(argv=None) -> int:
     out.mkdir(parents=True)
     domain = args.domain_id or 100 + os.getpid() % 100
     if args.camvid:
-        bag = camvid_bag(out / "camvid_input", args.camera_hz)
+        from dynvit_ros.demo.camvid_sample import val_bag
+
+        bag = val_bag(out / "camvid_input", rate_hz=args.camera_hz, topic=IMAGE_TOPIC)
     else:
         bag = SYNTHETIC_BAG if args.synthetic else args.bag
     args.source = "CamVid val" if args.camvid else str(bag)

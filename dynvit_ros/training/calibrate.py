@@ -440,15 +440,24 @@ def _print_candidates(result: Search, labelled: bool) -> None:
     rows = [(c, s, "") for c, s in result.scores.items()]
     rows += [(c, s, f"pruned after {s.frames} frames") for c, s in result.early.items()]
     for config, score, note in sorted(rows, key=lambda r: -result.latency[r[0]]):
-        print(
-            f"{config.name:36} {score.agreement_miou:6.2f} {score.agreement_miou_all:6.2f} "
-            f"{score.pixel_agreement:6.2f}",
-            end="",
+        scores = _score_cells(
+            score.agreement_miou,
+            score.agreement_miou_all,
+            score.pixel_agreement,
+            score.label_miou if labelled else None,
         )
-        print(f" {score.label_miou:6.2f}" if labelled else "", end="")
-        print(f" {result.latency[config]:7.1f} {result.gmacs[config]:6.3f}  {note}")
+        print(f"{config.name:36} {scores} {result.latency[config]:7.1f} ", end="")
+        print(f"{result.gmacs[config]:6.3f}  {note}")
     for name, message in result.failed.items():
         print(f"{name:36} failed: {message[:200]}")
+
+
+def _score_cells(agreement: float, everywhere: float, pixel: float, miou: float | None) -> str:
+    """The score columns of a table row: agreement, all-pixel agreement, pixel agreement and,
+    with labels, mIoU.
+    """
+    cells = f"{agreement:6.2f} {everywhere:6.2f} {pixel:6.2f}"
+    return cells if miou is None else f"{cells} {miou:6.2f}"
 
 
 def _print_levels(rows: list[dict], labelled: bool) -> None:
@@ -457,13 +466,14 @@ def _print_levels(rows: list[dict], labelled: bool) -> None:
     print(f" {'mIoU':>6}" if labelled else "", end="")
     print(f" {'ms':>7} {'x L0':>5} {'GMACs':>6}")
     for row in rows:
-        print(
-            f"{row['level']:5d} {row['name']:36} {row['agreement_miou']:6.2f} "
-            f"{row['agreement_miou_all']:6.2f} {row['pixel_agreement']:6.2f}",
-            end="",
+        scores = _score_cells(
+            row["agreement_miou"],
+            row["agreement_miou_all"],
+            row["pixel_agreement"],
+            row["miou"] if labelled else None,
         )
-        print(f" {row['miou']:6.2f}" if labelled else "", end="")
-        print(f" {row['ms']:7.1f} {row['ms'] / top:5.2f} {row['gmacs']:6.3f}")
+        print(f"{row['level']:5d} {row['name']:36} {scores} ", end="")
+        print(f"{row['ms']:7.1f} {row['ms'] / top:5.2f} {row['gmacs']:6.3f}")
 
 
 def _write(table: LevelTable, path: Path, force: bool) -> None:
