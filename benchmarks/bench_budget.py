@@ -9,9 +9,14 @@ trace on /compute_budget. Traces: a step, a ramp and a sine between 40% and
 100% of the full level's latency on these frames (raised to 1.1x the fastest
 level's latency where that is more), and a real CPU burst (busy
 processes on half the cores for half the run) with the load monitor setting
-the budget. Node parameters not set here keep their shipped defaults. The
-node's mode and skip level are switched live through
-its parameter service between runs. For each run: deadline-miss rate, mean
+the budget. The sine trace runs quiet and again disturbed: a competing process
+pinned to one core starts and stops every 2 s (``--disturb-period``), dynamic
+against every static level in both. Dynamic runs with ``selection: deadline``
+(the default: every frame within its budget) and, as "dynamic_streaming", with
+``selection: streaming`` (the budget caps compute; a level may take every
+other frame, its deadline then two budgets). Node parameters not set here
+keep their shipped defaults. The node's mode and skip level are switched live
+through its parameter service between runs. For each run: deadline-miss rate, mean
 mIoU over the processed frames (masks matched to labels by header stamp),
 frames dropped. Selection overhead is the per-frame cost of the latency
 model's predictions plus the level choice, timed in-process on the same code.
@@ -34,7 +39,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from benchclient import BenchClient, camera_node_params, camvid_val_jpegs  # noqa: E402
+from benchclient import (  # noqa: E402
+    BenchClient,
+    OnOffDisturbance,
+    camera_node_params,
+    camvid_val_jpegs,
+)
 
 
 def trace_range(full_ms: float, fastest_ms: float, safety: float = 1.1) -> tuple[float, float]:
@@ -180,6 +190,10 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=20.0, help="length of each run")
     p.add_argument("--camera-hz", type=float, default=10.0)
     p.add_argument("--traces", nargs="+", default=["sine", "step", "ramp", "burst"])
+    p.add_argument(
+        "--disturb-period", type=float, default=2.0, help="s on / s off of the disturbance"
+    )
+    p.add_argument("--no-disturbed", action="store_true", help="skip the disturbed sine runs")
     p.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_budget")
     p.add_argument(
         "--backend", choices=("torch", "onnxruntime"), default=None, help="node's backend"
@@ -240,10 +254,20 @@ def main(argv=None) -> int:
         runs = [(trace, "auto", None) for trace in args.traces]
         runs += [("sine", "fixed", k) for k in range(len(levels))]
         runs += [(trace, "fixed", 0) for trace in args.traces if trace != "sine"]
+        runs += [("sine", "streaming", None)]
+        if not args.no_disturbed:
+            runs += [("disturbed", "auto", None), ("disturbed", "streaming", None)]
+            runs += [("disturbed", "fixed", k) for k in range(len(levels))]
         for trace, mode, level in runs:
+            # "streaming": auto mode choosing by streaming value (selection: streaming).
+            selection = {"selection": "streaming" if mode == "streaming" else "deadline"}
             bench.set_params(
                 "segformer_node",
-                {"mode": mode, **({"skip_level": level} if level is not None else {})},
+                {
+                    "mode": "fixed" if mode == "fixed" else "auto",
+                    **selection,
+                    **({"skip_level": level} if level is not None else {}),
+                },
             )
             label = f"{trace}/{mode}" + (f"/{level}" if level is not None else "")
             if trace == "burst":
@@ -269,9 +293,16 @@ def main(argv=None) -> int:
                 if monitor is not None:
                     monitor.stop()
                     monitor = None
-                row = bench.run(
-                    args.seconds, lambda t, k=trace: trace_budget(k, t, args.seconds, lo, hi)
-                )
+                sine = "sine" if trace == "disturbed" else trace
+
+                def budget(t, k=sine):
+                    return trace_budget(k, t, args.seconds, lo, hi)
+
+                if trace == "disturbed":
+                    with OnOffDisturbance(args.disturb_period):
+                        row = bench.run(args.seconds, budget)
+                else:
+                    row = bench.run(args.seconds, budget)
             results[label] = row
             print(
                 f"{label:16} processed {row['processed']:4d}/{row['sent']:4d}  "
@@ -289,7 +320,7 @@ def main(argv=None) -> int:
 
     select_ms = selection_overhead_ms(args.model, args.levels, cache)
     (args.out / "runs.json").write_text(json.dumps(results, indent=1))
-    _plot(results, args.out, args.traces)
+    _plot(results, args.out, args.traces + ([] if args.no_disturbed else ["disturbed"]))
     print(
         f"\nBudget tracking, CamVid val at {args.camera_hz:g} Hz, {args.seconds:g} s per run, "
         f"full level {full_ms:.1f} ms, fastest {fastest_ms:.1f} ms (measured on these frames), "
@@ -307,7 +338,20 @@ def main(argv=None) -> int:
             f"{row['processed']:9d} {row['mean_level']!s:>10}"
         )
     print(f"selection overhead: {select_ms:.3f} ms per frame (median)")
-    dyn = results.get("sine/auto", {})
+
+    def compare(trace: str) -> dict:
+        auto = results.get(f"{trace}/auto", {})
+        streaming = results.get(f"{trace}/streaming", {})
+        return {
+            "dynamic": {k: auto.get(k) for k in ("miss_pct", "miou", "dropped")},
+            "dynamic_streaming": {k: streaming.get(k) for k in ("miss_pct", "miou", "dropped")},
+            "static": [
+                {"level": k, **{m: results[f"{trace}/fixed/{k}"][m] for m in ("miss_pct", "miou")}}
+                for k in range(len(levels))
+                if f"{trace}/fixed/{k}" in results
+            ],
+        }
+
     print(
         json.dumps(
             {
@@ -315,15 +359,8 @@ def main(argv=None) -> int:
                 "full_ms": round(full_ms, 1),
                 "fastest_ms": round(fastest_ms, 1),
                 "trace_ms": [round(lo, 1), round(hi, 1)],
-                "dynamic": {k: dyn.get(k) for k in ("miss_pct", "miou", "dropped")},
-                "static": [
-                    {
-                        "level": k,
-                        "miss_pct": results[f"sine/fixed/{k}"]["miss_pct"],
-                        "miou": results[f"sine/fixed/{k}"]["miou"],
-                    }
-                    for k in range(len(levels))
-                ],
+                **compare("sine"),
+                "disturbed": compare("disturbed"),
                 "select_ms": round(select_ms, 4),
                 "traces": {
                     label: {k: row[k] for k in ("miss_pct", "miou", "dropped")}

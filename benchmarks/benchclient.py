@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 import subprocess
 import sys
+import threading
 import time
 
 
@@ -103,3 +104,30 @@ def pinned_burst(seconds: float) -> subprocess.Popen:
         "while time.time() < t:\n    pass\n"
     )
     return subprocess.Popen([sys.executable, "-c", code])
+
+
+class OnOffDisturbance:
+    """A competing process pinned to one core that runs for ``period_s``, stops for
+    ``period_s``, and so on while the context is open (the disturbance of issue 13)."""
+
+    def __init__(self, period_s: float = 2.0):
+        self.period_s = float(period_s)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            proc = pinned_burst(self.period_s)
+            while proc.poll() is None and not self._stop.is_set():
+                time.sleep(0.05)
+            proc.kill()
+            proc.wait()
+            self._stop.wait(self.period_s)
+
+    def __enter__(self) -> "OnOffDisturbance":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()

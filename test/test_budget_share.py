@@ -56,3 +56,23 @@ def test_parsing():
     assert parse_cameras("") == [] and parse_cameras("*") is None
     assert parse_cameras("front, /rear/") == ["/front", "/rear"]
     assert math.isfinite(parse_weights("a=1e3")["/a"])
+
+
+def test_a_camera_is_never_budgeted_below_what_it_can_meet():
+    shares = CameraShares({"/front": 2.0, "/rear": 1.0}, timeout_s=3.0, parallel=2.0)
+    shares.seen("/front", 0.0, floor_ms=20.0)
+    shares.seen("/rear", 0.0, floor_ms=35.0)
+    cams = ["/front", "/rear"]
+    # A busy host: the shared budgets (40 and ~26.7 ms) fall below rear's fastest level.
+    got = shares.budgets(cams, 40.0, 5.0, now=0.1, max_budget_ms=100.0, margin=1.1)
+    assert got["/front"] == pytest.approx(40.0)
+    assert got["/rear"] == pytest.approx(38.5)
+    # Never above the largest budget, whatever the floor.
+    shares.seen("/rear", 0.2, floor_ms=500.0)
+    assert shares.budgets(cams, 40.0, 5.0, 0.3, 100.0, 1.1)["/rear"] == pytest.approx(100.0)
+    # margin 0 turns the floor off; an unknown (NaN) floor is no floor.
+    assert shares.budgets(cams, 40.0, 5.0, 0.3, 100.0, 0.0)["/rear"] == pytest.approx(80 / 3)
+    shares.seen("/rear", 0.4, floor_ms=math.nan)
+    assert shares.floor("/rear", 0.5) == 0.0
+    # A floor holds only while its camera is active.
+    assert shares.floor("/front", 3.5) == 0.0

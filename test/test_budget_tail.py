@@ -26,8 +26,32 @@ def test_quantile_covers_its_nominal_share_of_noisy_frames():
     assert tail.ratio(0) == pytest.approx(math.exp(0.15 * 1.645), rel=0.1)
 
 
+def _switching_load_coverage(adapt_rate: float) -> float:
+    """A load that switches on and off every 150 frames: on, frames take 1.8x and jitter far
+    more (sigma 0.35 against 0.05); the latency model follows with a lag (an EWMA of the
+    measured factor, like the profiled model's online correction)."""
+    rng = np.random.default_rng(1)
+    tail = TailEstimator(quantile=0.97, adapt_rate=adapt_rate)
+    factor_estimate = 1.0
+    for i in range(6000):
+        on = (i // 150) % 2
+        predicted = 20.0 * factor_estimate
+        q = tail.quantiles([predicted])[0]
+        measured = 20.0 * (1.8 if on else 1.0) * float(rng.lognormal(0.0, 0.35 if on else 0.05))
+        tail.observe(0, predicted, q, measured, budget_ms=math.inf)
+        factor_estimate += 0.5 * (measured / 20.0 - factor_estimate)
+    return tail.coverage
+
+
+def test_adaptive_level_holds_coverage_when_the_load_switches():
+    fixed, adaptive = _switching_load_coverage(0.0), _switching_load_coverage(0.01)
+    assert fixed < 0.96  # the window's quantile lags every switch
+    assert abs(adaptive - 0.97) < 0.005, adaptive
+
+
 def test_levels_without_recent_frames_borrow_the_pooled_ratio():
-    tail = TailEstimator(quantile=0.9, min_pooled=5, min_level=10)
+    # adapt_rate 0: the quantile level stays 0.9, so the ratios below are the window's.
+    tail = TailEstimator(quantile=0.9, min_pooled=5, min_level=10, adapt_rate=0.0)
     assert tail.ratio(3) == tail.prior_ratio
     for _ in range(8):
         tail.observe(0, 10.0, 12.0, 15.0, 20.0)  # 1.5x
@@ -62,7 +86,10 @@ def test_selector_uses_the_quantile_and_reports_infeasible_budgets():
         plan = c.plan(0.0)
         c.observe(plan, plan.predicted_ms[plan.level] * 1.3)
     plan = c.plan(0.0)
-    assert plan.level == 1 and plan.quantile_ms[0] == pytest.approx(52.0)
+    # All ratios are 1.3; the prior (1.25) missed the first frames, so the adapted level is
+    # above 1: the window's largest ratio, scaled.
+    assert tail.level_in_use > 1.0
+    assert plan.level == 1 and plan.quantile_ms[0] == pytest.approx(52.0 * tail.level_in_use)
     arbiter.update(budget_ms=5.0)
     plan = c.plan(0.0)
     assert not plan.feasible and plan.level == 2 and c.infeasible_frames == 1

@@ -123,3 +123,28 @@ def test_perception_load_is_not_counted_as_other_load(ros):
     finally:
         perception.kill()
         perception.wait()
+
+
+def test_a_camera_is_not_budgeted_below_what_it_reports_it_can_meet(ros):
+    from dynvit_ros.msg import InferenceStats
+
+    # reserve 0.95: the policy's own budget is the 5 ms minimum on any host.
+    proc, budgets, _ = _monitor(ros, perception_pid=os.getpid(), reserve=0.95)
+    client = ros.client
+    # The first budgets are the largest, until the CPU split has been measured once.
+    assert client.spin_until(lambda: budgets and budgets[-1].budget_ms < 10.0, 60), proc.output()
+    stats = client.node.create_publisher(InferenceStats, "/segmentation/stats", 10)
+
+    def report():
+        stats.publish(InferenceStats(fastest_quantile_ms=40.0))
+
+    # feasibility_margin 1.1 x the reported 40 ms
+    assert client.spin_until(
+        lambda: isclose(budgets[-1].budget_ms, 44.0, rel=1e-3), 15, every=(0.1, report)
+    ), [b.budget_ms for b in budgets[-5:]]
+    results = client.set_parameters(MONITOR, {"feasibility_margin": 0.0})
+    assert all(r.successful for r in results), [r.reason for r in results]
+    assert client.spin_until(lambda: budgets[-1].budget_ms < 10.0, 10)
+    (refused,) = client.set_parameters(MONITOR, {"feasibility_margin": 0.5})
+    assert not refused.successful and "feasibility_margin" in refused.reason, refused.reason
+    assert proc.alive()

@@ -7,8 +7,11 @@ where the model knows it), the :class:`TailEstimator` (the quantile that meets
 the miss target) and the :class:`LevelSelector` (the most accurate level whose
 quantile fits the time budget and whose energy fits the energy budget). Energy
 predictions are taken as they come (no tail): the energy budget is an average
-to hold, the deadline a bound on each frame. Pure: the caller passes the time,
-so it runs in benchmarks and unit tests without ROS.
+to hold, the deadline a bound on each frame. With a :class:`StreamingChoice`
+and a known camera period, the level is chosen by its streaming value instead
+(:mod:`dynvit_ros.budget.streaming`), unless an energy budget is in force.
+Pure: the caller passes the time, so it runs in benchmarks and unit tests
+without ROS.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import math
 
 from dynvit_ros.budget.arbiter import BudgetArbiter, Decision
 from dynvit_ros.budget.policy import LevelSelector
+from dynvit_ros.budget.streaming import StreamingChoice
 from dynvit_ros.budget.tail import TailEstimator
 from dynvit_ros.latency.base import energy_of
 
@@ -30,6 +34,18 @@ class Plan:
     quantile_ms: list[float]  # per level: the (1 - miss target) quantile the selector used
     feasible: bool = True  # some level fits the budget(s)
     predicted_mj: list[float] = field(default_factory=list)  # per level; NaN where unknown
+    deadline_ms: float = math.nan  # what the frame may take; NaN: the budget in force
+    streaming: bool = False  # chosen by streaming value
+    min_stride: int = 1  # camera frames from this frame to the next one to take
+
+    @property
+    def frame_deadline_ms(self) -> float:
+        return self.decision.budget_ms if math.isnan(self.deadline_ms) else self.deadline_ms
+
+    @property
+    def fastest_quantile_ms(self) -> float:
+        """The least quantile over the levels: the smallest budget that can be met now."""
+        return min((q for q in self.quantile_ms if math.isfinite(q)), default=math.nan)
 
 
 class Controller:
@@ -41,10 +57,12 @@ class Controller:
         arbiter: BudgetArbiter,
         selector: LevelSelector,
         tail: TailEstimator | None = None,
+        streaming: StreamingChoice | None = None,
     ):
         self.latency_model, self.configs, self.input_hw = latency_model, list(configs), input_hw
         self.arbiter, self.selector = arbiter, selector
         self.tail = tail or TailEstimator()
+        self.streaming = streaming
         # A model of another chip: host frame times are not samples of its predictions.
         self.learn_tail = bool(getattr(latency_model, "predicts_this_host", True))
         self.unusable_predictions = 0
@@ -71,7 +89,11 @@ class Controller:
         self._energies = energies
         return out
 
-    def plan(self, now: float) -> Plan:
+    def plan(self, now: float, period_ms: float = 0.0, change: float = 0.0) -> Plan:
+        """The level for a frame at ``now``; ``period_ms``: the camera's frame period (0 =
+        unknown) and ``change``: the share of the scene changing per frame, for the
+        streaming choice.
+        """
         predicted = self.predictions()
         energies = self._energies
         quantiles = self.tail.quantiles(predicted) if self.learn_tail else list(predicted)
@@ -82,6 +104,21 @@ class Controller:
             level = decision.level
         elif all(math.isinf(p) for p in predicted):
             level = len(predicted) - 1  # nothing is known: the cheapest level
+        elif self.streaming is not None and period_ms > 0 and decision.energy_mj <= 0:
+            safe = [q * self.selector.safety for q in quantiles]
+            chosen = self.streaming.plan(predicted, safe, decision.budget_ms, period_ms, change)
+            self.infeasible_frames += not chosen.feasible
+            return Plan(
+                chosen.level,
+                decision,
+                predicted,
+                quantiles,
+                chosen.feasible,
+                energies,
+                chosen.deadline_ms,
+                True,
+                chosen.min_stride,
+            )
         else:
             level = self.selector.select(quantiles, *budgets)
             self.infeasible_frames += not feasible
@@ -94,12 +131,12 @@ class Controller:
         level = plan.level
         self.latency_model.observe(self.configs[level], self.input_hw, measured_ms)
         if not self.learn_tail:
-            self.tail.record_miss(measured_ms > plan.decision.budget_ms)
+            self.tail.record_miss(measured_ms > plan.frame_deadline_ms)
             return
         self.tail.observe(
             level,
             plan.predicted_ms[level],
             plan.quantile_ms[level],
             measured_ms,
-            plan.decision.budget_ms,
+            plan.frame_deadline_ms,
         )

@@ -14,7 +14,21 @@ machine in time; single-threaded nodes on two cores (P = 2) with equal weights
 each keep the whole budget. A camera is active while it has reported a
 processed frame within ``timeout_s``; an idle, deactivated or killed camera
 frees its share after that. A camera that is not active is offered what it
-would get if it joined (its weight counted in). Pure and clock-free.
+would get if it joined (its weight counted in).
+
+Feasibility floor: each camera reports, with every processed frame, the
+smallest budget it can meet under the load it sees (the predicted
+deadline quantile of its fastest level, ``InferenceStats.fastest_quantile_ms``).
+The budget above is measured in CPU time left by other processes, while a
+node's frame times already stretch with that contention; on a crowded machine
+the product of the two falls below what even the fastest level can do, and
+such a budget only turns into deadline misses. So
+
+    final_i = clamp(max(budget_i, margin * floor_i), min_budget_ms, B_max)
+
+where B_max is the policy's largest budget (the frame period): at its floor a
+camera already runs its cheapest level, the most it can yield. The floor holds
+while the camera is active. Pure and clock-free.
 """
 
 from __future__ import annotations
@@ -69,16 +83,30 @@ class CameraShares:
         self.timeout_s = float(timeout_s)
         self.parallel = float(parallel)  # P: perception nodes that can run a frame at once
         self._seen: dict[str, float] = {}
+        self._floors: dict[str, float] = {}
 
     def weight(self, camera: str) -> float:
         return self.weights.get(camera, 1.0)
 
-    def seen(self, camera: str, now: float) -> None:
-        """The camera processed a frame at ``now``."""
+    def seen(self, camera: str, now: float, floor_ms: float = math.nan) -> None:
+        """The camera processed a frame at ``now``; ``floor_ms``: the least budget it can meet."""
         self._seen[camera] = now
+        floor = float(floor_ms)
+        if math.isfinite(floor) and floor > 0:
+            self._floors[camera] = floor
+        else:  # unknown (a node that does not report it): no floor
+            self._floors.pop(camera, None)
 
     def forget(self, camera: str) -> None:
         self._seen.pop(camera, None)
+        self._floors.pop(camera, None)
+
+    def floor(self, camera: str, now: float) -> float:
+        """The least budget ``camera`` reported it can meet; 0 while unknown or inactive."""
+        t = self._seen.get(camera)
+        if t is None or now - t > self.timeout_s:
+            return 0.0
+        return self._floors.get(camera, 0.0)
 
     def active(self, now: float) -> list[str]:
         return sorted(c for c, t in self._seen.items() if now - t <= self.timeout_s)
@@ -88,13 +116,21 @@ class CameraShares:
         return self.weight(camera) / sum(self.weight(c) for c in active)
 
     def budgets(
-        self, cameras, budget_ms: float, min_budget_ms: float, now: float
+        self,
+        cameras,
+        budget_ms: float,
+        min_budget_ms: float,
+        now: float,
+        max_budget_ms: float | None = None,
+        margin: float = 1.0,
     ) -> dict[str, float]:
-        """Each camera's budget out of the single-camera ``budget_ms``."""
-        return {
-            c: min(
-                max(budget_ms * min(1.0, self.parallel * self.share(c, now)), min_budget_ms),
-                budget_ms,
-            )
-            for c in cameras
-        }
+        """Each camera's budget out of the single-camera ``budget_ms``, raised to its floor
+        (times ``margin``) but never above ``max_budget_ms`` (default ``budget_ms``).
+        """
+        ceiling = budget_ms if max_budget_ms is None else max(max_budget_ms, budget_ms)
+        out = {}
+        for c in cameras:
+            shared = budget_ms * min(1.0, self.parallel * self.share(c, now))
+            floored = max(shared, margin * self.floor(c, now), min_budget_ms)
+            out[c] = min(floored, ceiling)
+        return out

@@ -13,7 +13,21 @@ everything the model's online correction has not caught: jitter, bursts,
 cache effects. A level with enough recent frames of its own uses its own
 ratios; the others borrow the pooled ratios of all levels, since the load that
 widens the tail is shared. Works with any plugin, including third-party ones
-that predict only a median. Pure and clock-free.
+that predict only a median.
+
+A window of past ratios lags a load that switches on and off: after each
+switch the frames the load factor has not caught yet fall outside a quantile
+learned from the other phase. So the quantile level itself adapts to the
+coverage actually achieved (adaptive conformal inference, Gibbs and Candès,
+NeurIPS 2021): with miss share a = 1 - p, each frame moves
+
+    a_t+1 = a_t + adapt_rate * (a - [measured > predicted quantile])
+
+and the ratios' (1 - a_t) quantile is used (the window's largest ratio, scaled
+by how far a_t fell below 0, once no quantile of the window is enough). In the
+long run the share of frames above their predicted quantile is a, quiet or
+disturbed. adapt_rate 0.05 adapts within about 20 frames, the length of a
+load phase of a few seconds at camera rates. Pure and clock-free.
 """
 
 from __future__ import annotations
@@ -32,8 +46,11 @@ class TailEstimator:
         min_pooled: int = 20,
         min_level: int = 40,
         prior_ratio: float = 1.25,
+        adapt_rate: float = 0.05,
     ):
         self.quantile = float(quantile)
+        self.adapt_rate = float(adapt_rate)
+        self._level = self.quantile  # 1 - a_t: the quantile level in use
         self.window, self.min_pooled, self.min_level = int(window), int(min_pooled), int(min_level)
         self.prior_ratio = float(prior_ratio)  # until enough frames are seen
         self._pooled: deque[float] = deque(maxlen=self.window)
@@ -45,7 +62,18 @@ class TailEstimator:
 
     def set_quantile(self, quantile: float) -> None:
         self.quantile = float(quantile)
+        self._level = self.quantile
         self._cache = None
+
+    @property
+    def level_in_use(self) -> float:
+        """The adapted quantile level (1 - a_t); above 1 means beyond the window's largest."""
+        return self._level
+
+    def _window_quantile(self, ratios) -> float:
+        if self._level <= 1.0:
+            return float(np.quantile(ratios, max(self._level, 0.5)))
+        return float(np.max(ratios)) * self._level
 
     def ratio(self, level: int) -> float:
         """The quantile of measured/predicted for ``level`` (its own or the pooled one)."""
@@ -54,9 +82,9 @@ class TailEstimator:
         if level not in self._cache:
             own = self._levels.get(level)
             if own is not None and len(own) >= self.min_level:
-                value = float(np.quantile(own, self.quantile))
+                value = self._window_quantile(own)
             elif len(self._pooled) >= self.min_pooled:
-                value = float(np.quantile(self._pooled, self.quantile))
+                value = self._window_quantile(self._pooled)
             else:
                 value = self.prior_ratio
             self._cache[level] = max(value, 1e-3)
@@ -86,7 +114,13 @@ class TailEstimator:
         self._levels.setdefault(level, deque(maxlen=self.window)).append(r)
         self._cache = None
         self.frames += 1
-        self.covered += measured_ms <= quantile_ms
+        covered = measured_ms <= quantile_ms
+        self.covered += covered
+        if math.isfinite(quantile_ms):
+            # ACI step; bounded so a long run of one kind cannot wind it up without limit.
+            target_miss = 1.0 - self.quantile
+            self._level -= self.adapt_rate * (target_miss - (not covered))
+            self._level = min(max(self._level, 0.5), 1.5)
         self.record_miss(measured_ms > budget_ms)
 
     def record_miss(self, missed: bool) -> None:

@@ -47,6 +47,8 @@ from dynvit_ros.ros.params import NamedParameterErrors, check_changes, declare_a
 from dynvit_ros.ros.qos import latched
 from dynvit_ros.ros.stamps import seconds_to_fields
 
+SINGLE = ""  # the key of the one camera served on the relative topics
+
 
 class LoadMonitorNode(NamedParameterErrors, Node):
     def __init__(self, **kwargs):
@@ -68,6 +70,10 @@ class LoadMonitorNode(NamedParameterErrors, Node):
         # Latched, so a perception node that starts later gets a budget at once.
         self.pub_budget = self.create_publisher(ComputeBudget, "compute_budget", latched())
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        # One camera on the relative topics: its stats carry the floor of its budget.
+        self.create_subscription(
+            InferenceStats, "segmentation/stats", self._stats_callback(SINGLE), 10
+        )
         if self._p["battery_topic"]:
             # Best effort accepts reliable and best-effort battery drivers alike.
             qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -133,7 +139,10 @@ class LoadMonitorNode(NamedParameterErrors, Node):
 
     def _tick(self) -> None:
         p = self._p
-        self.sampler.find(p["perception_pid"], p["perception_process_pattern"], time.monotonic())
+        pattern = p["perception_process_pattern"]
+        if p["pipeline_process_pattern"]:
+            pattern = f"(?:{pattern})|(?:{p['pipeline_process_pattern']})"
+        self.sampler.find(p["perception_pid"], pattern, time.monotonic())
         s = self._last = self.sampler.sample()
         if s["split_known"]:
             policy_budget = self._policy.update(s["cpu_other"])
@@ -147,11 +156,20 @@ class LoadMonitorNode(NamedParameterErrors, Node):
         now = time.monotonic()
         energy, energy_source = self._energy_budget(now)
         cameras = self._update_cameras(now)
+        limits = dict(
+            min_budget_ms=self._policy.min_budget_ms,
+            now=now,
+            max_budget_ms=self._policy.max_budget_ms,
+            margin=p["feasibility_margin"],
+        )
+        if manual or not p["feasibility_margin"]:
+            limits["margin"] = 0.0  # a manual budget is the user's to choose
         if cameras is None:
+            budget = self.shares.budgets([SINGLE], budget, **limits)[SINGLE]
             self.pub_budget.publish(self._message(budget, source, s, energy))
             per_camera = {}
         else:
-            per_camera = self.shares.budgets(cameras, budget, self._policy.min_budget_ms, now)
+            per_camera = self.shares.budgets(cameras, budget, **limits)
             for camera, camera_budget in per_camera.items():
                 camera_energy = energy * self.shares.share(camera, now)
                 self._cameras[camera][0].publish(
@@ -200,14 +218,19 @@ class LoadMonitorNode(NamedParameterErrors, Node):
             self.get_logger().info(f"camera {camera} is gone: its share is freed")
         return sorted(self._cameras)
 
+    def _stats_callback(self, camera: str):
+        def seen(msg: InferenceStats) -> None:
+            if camera == SINGLE and self._p["cameras"].strip():
+                return  # serving named cameras: a root-namespace node is not one of them
+            self.shares.seen(camera, time.monotonic(), msg.fastest_quantile_ms)
+
+        return seen
+
     def _add_camera(self, camera: str) -> None:
         base = camera.rstrip("/")
         pub = self.create_publisher(ComputeBudget, f"{base}/compute_budget", latched())
         sub = self.create_subscription(
-            InferenceStats,
-            f"{base}/segmentation/stats",
-            lambda _msg, c=camera: self.shares.seen(c, time.monotonic()),
-            10,
+            InferenceStats, f"{base}/segmentation/stats", self._stats_callback(camera), 10
         )
         self._cameras[camera] = (pub, sub)
         self.get_logger().info(f"serving camera {camera} (weight {self.shares.weight(camera):g})")
@@ -245,11 +268,14 @@ class LoadMonitorNode(NamedParameterErrors, Node):
         values.update({f"power_w/{k}": v for k, v in s["power_w"].items()})
         values.update({f"temp/{k}": v for k, v in temps.items()})
         now = time.monotonic()
+        if not per_camera:
+            values["floor_ms"] = self.shares.floor(SINGLE, now)
         active = set(self.shares.active(now))
         for camera, camera_budget in per_camera.items():
             values[f"camera{camera}/budget_ms"] = camera_budget
             values[f"camera{camera}/active"] = camera in active
             values[f"camera{camera}/weight"] = self.shares.weight(camera)
+            values[f"camera{camera}/floor_ms"] = self.shares.floor(camera, now)
         self.pub_diag.publish(
             diag.diagnostic_array(
                 self.get_clock().now().to_msg(),

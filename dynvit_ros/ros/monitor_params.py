@@ -70,6 +70,14 @@ SPECS = {
         "Regular expression matched against command lines to find the perception node(s).",
         check=_regex,
     ),
+    "pipeline_process_pattern": Spec(
+        r"lib/dynvit_ros/replay|dynvit-replay",
+        "Regular expression for the camera pipeline that feeds perception (driver, decoder, "
+        "bag replay): its CPU counts with perception, not as other load, so the node's own "
+        "camera does not shrink its budget (default: this package's bag player). Used with "
+        "perception_pid 0 (pattern discovery). '' = none.",
+        check=_regex,
+    ),
     "source": Spec("load_monitor", "ComputeBudget.source of the published budgets."),
     "cameras": Spec(
         "",
@@ -95,6 +103,14 @@ SPECS = {
         "A camera without a processed frame for this long frees its share.",
         low=0.1,
         high=3600.0,
+    ),
+    "feasibility_margin": Spec(
+        1.1,
+        "A camera's budget is never below this times the smallest budget it reports it can "
+        "meet (InferenceStats.fastest_quantile_ms); 0 = no floor.",
+        low=0.0,
+        high=3.0,
+        check=lambda v: None if v == 0 or v >= 1 else "must be 0 (no floor) or >= 1",
     ),
     "battery_topic": Spec(
         "battery_state",

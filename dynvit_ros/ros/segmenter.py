@@ -23,6 +23,7 @@ import yaml
 from dynvit_ros.budget.arbiter import MODES, BudgetArbiter
 from dynvit_ros.budget.controller import Controller
 from dynvit_ros.budget.policy import LevelSelector
+from dynvit_ros.budget.streaming import ArrivalPeriod, SceneChange, StreamingChoice
 from dynvit_ros.budget.tail import TailEstimator
 from dynvit_ros.engine.backends import BACKENDS
 from dynvit_ros.engine.levels import LevelTable, generic_ladder
@@ -122,6 +123,14 @@ PARAMETERS = {
         "auto: most accurate level whose predicted latency fits the budget; fixed: skip_level.",
         choices=MODES,
     ),
+    "selection": Spec(
+        "deadline",
+        "How auto mode chooses: deadline = the most accurate level whose frame time fits the "
+        "budget on every frame; streaming = the level whose masks are most accurate when used, "
+        "at the camera's measured rate (slower levels may process every other frame, within "
+        "the same compute budget). Streaming needs a level table with accuracies.",
+        choices=("deadline", "streaming"),
+    ),
     "skip_level": Spec(
         0,
         "Skip level used in fixed mode (0 = full model); its range is the loaded table's.",
@@ -200,7 +209,9 @@ class FrameSlot:
 
     ``put`` (the subscription callback) replaces what is waiting, counting it
     as dropped; the worker calls ``process(msg, dropped_since_last)`` on the
-    newest frame whenever it is free. ``stop`` joins the worker and discards a
+    newest frame whenever it is free, and not before a time set with
+    ``hold_until`` (the streaming choice's gate: frames replaced meanwhile are
+    dropped, on purpose). ``stop`` joins the worker and discards a
     waiting frame, so nothing is processed (or published) after it returns.
     """
 
@@ -213,6 +224,12 @@ class FrameSlot:
         self._thread: threading.Thread | None = None
         self.received = 0
         self.dropped = 0
+        self._not_before = 0.0
+
+    def hold_until(self, t: float) -> None:
+        """Take no frame before monotonic time ``t``."""
+        with self._wake:
+            self._not_before = float(t)
 
     def start(self) -> None:
         with self._wake:
@@ -251,8 +268,11 @@ class FrameSlot:
     def _loop(self) -> None:
         while True:
             with self._wake:
-                while self._msg is None and self._running:
-                    self._wake.wait()
+                while self._running:
+                    wait = self._not_before - time.monotonic()
+                    if self._msg is not None and wait <= 0:
+                        break
+                    self._wake.wait(wait if self._msg is not None else None)
                 if not self._running:
                     return
                 msg, self._msg = self._msg, None
@@ -266,6 +286,7 @@ class FrameOutput:
     colour: np.ndarray | None
     overlay: np.ndarray | None
     stats: dict  # InferenceStats fields
+    hold_until: float = 0.0  # monotonic time before which the next frame is not taken
 
 
 class Segmenter:
@@ -298,6 +319,19 @@ class Segmenter:
         self.controller = Controller(
             latency_model, self.configs, runtime.input_hw, self.arbiter, self.selector, self.tail
         )
+        accuracy = [lv.accuracy for lv in runtime.levels]
+        self._streaming = (
+            StreamingChoice(
+                [float(a) for a in accuracy], hysteresis_frames=params["hysteresis_frames"]
+            )
+            if all(a is not None and math.isfinite(float(a)) for a in accuracy)
+            else None
+        )
+        self.scene = SceneChange()
+        self.controller.streaming = self._streaming if self.streaming_on() else None
+        self.arrivals = ArrivalPeriod()
+        self._arrived_frames = 0
+        self._last_arrival = 0.0
         self.errors = ErrorLog()
         self.stream = InputStream()
         self._budget_period_ms = 0.0
@@ -402,8 +436,13 @@ class Segmenter:
             self.selector.hysteresis_frames = int(self.p["hysteresis_frames"])
             self.selector.safety = float(self.p["latency_safety"])
             self.tail.set_quantile(1.0 - float(self.p["deadline_miss_target"]))
-            if "mode" in changes:
+            if "mode" in changes or "selection" in changes:
                 self.selector.reset()
+                if self._streaming is not None:
+                    self._streaming.reset()
+            if self._streaming is not None:
+                self._streaming.hysteresis_frames = int(self.p["hysteresis_frames"])
+            self.controller.streaming = self._streaming if self.streaming_on() else None
 
     # -- inputs -------------------------------------------------------------------
     def take_budget(self, msg, now: float) -> tuple[str, str] | str | None:
@@ -432,12 +471,29 @@ class Segmenter:
             )
         return f"{notice} from {quote(msg.source or '?', 64)}" if notice else None
 
+    def _selection_state(self) -> str:
+        if self.p["selection"] != "streaming":
+            return "deadline"
+        if self._streaming is None:
+            return "deadline (streaming needs a level table with accuracies)"
+        return "streaming" if self.camera_period_ms() > 0 else "deadline (camera rate unknown)"
+
+    def streaming_on(self) -> bool:
+        return self.p["selection"] == "streaming" and self._streaming is not None
+
+    def camera_period_ms(self) -> float:
+        """The camera's frame period: from arrival times, else the budgets' (0: unknown)."""
+        return self.arrivals.period_ms() or self._budget_period_ms
+
     def arrived(self, stamp) -> tuple[str, str] | None:
         """Note a frame's arrival (any frame, dropped or not); returns a line to log once when
         the camera is clearly faster than the frame period the budgets assume.
         """
         with self._lock:
             self.stream.arrived(to_ns(stamp))
+            self._last_arrival = time.monotonic()
+            self.arrivals.arrived(self._last_arrival)
+            self._arrived_frames += 1
             if self._rate_warned or not self.stream.faster_than(self._budget_period_ms):
                 return None
             self._rate_warned = True
@@ -461,19 +517,26 @@ class Segmenter:
     # -- per frame ----------------------------------------------------------------
     def run(self, rgb: np.ndarray, now: float) -> FrameOutput:
         with self._lock:
-            plan = self.controller.plan(now)
+            period_ms = self.camera_period_ms()
+            plan = self.controller.plan(now, period_ms, self.scene.rate)
             p = dict(self.p)
+            frame_index, arrival = self._arrived_frames, self._last_arrival
+        # The streaming gate: skip to the frame min_stride periods after this one.
+        hold = arrival + (plan.min_stride - 0.5) * period_ms / 1e3 if plan.min_stride > 1 else 0.0
         result = self.runtime.infer(rgb, plan.level)
         with self._lock:
             self.controller.observe(plan, result.infer_ms)
             miss_rate, quantile = self.tail.miss_rate, self.tail.quantile
+            if self.streaming_on():
+                self.scene.observe(plan.level, frame_index, result.mask)
         colour = blended = None
         if p["publish_color"] or p["publish_overlay"]:
             colour = colorize(result.mask, self.palette)
             if p["publish_overlay"]:
                 blended = overlay(rgb, colour, p["overlay_alpha"])
         decision = plan.decision
-        met = result.infer_ms <= decision.budget_ms
+        deadline = plan.frame_deadline_ms
+        met = result.infer_ms <= deadline
         with self._lock:
             self.processed += 1
             self.deadline_misses += 0 if met else 1
@@ -496,17 +559,21 @@ class Segmenter:
             mode=decision.mode,
             predicted_ms=float(plan.predicted_ms[plan.level]),
             predicted_quantile_ms=float(plan.quantile_ms[plan.level]),
+            fastest_quantile_ms=float(plan.fastest_quantile_ms * self.selector.safety),
             quantile=float(quantile),
             miss_rate=float(miss_rate),
             measured_ms=float(result.infer_ms),
             budget_ms=float(decision.budget_ms),
+            deadline_ms=float(deadline),
             budget_source=decision.source,
             energy_budget_mj=float(decision.energy_mj),
             predicted_mj=float(predicted_mj),
             deadline_met=met,
             macs=int(result.macs),
         )
-        return FrameOutput(result.mask, colour if p["publish_color"] else None, blended, stats)
+        return FrameOutput(
+            result.mask, colour if p["publish_color"] else None, blended, stats, hold
+        )
 
     def take_notice(self) -> tuple[str, str] | None:
         """The budget notice of the last frame (the topic went stale), once."""
@@ -562,6 +629,9 @@ class Segmenter:
             "log_lines_suppressed": self.errors.suppressed,
             "frames_lost_before_node": self.stream.frames_lost,
             "camera_rate_hz": self.stream.rate_hz(),
+            "arrival_period_ms": self.camera_period_ms(),
+            "selection": self._selection_state(),
+            "scene_change_per_frame": self.scene.rate,
             "budget_frame_period_ms": self._budget_period_ms,
             "levels": self.levels_kind,
             "skip_level": last["level"],

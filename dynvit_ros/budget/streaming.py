@@ -1,0 +1,233 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Streaming-aware level choice: the accuracy a level buys at the camera's rate.
+
+After Li, Wang and Ramanan, "Towards Streaming Perception" (ECCV 2020): what
+the robot has at each camera frame is the newest mask published by then. A
+level whose frame time L exceeds the camera period T cannot process every
+frame: the node takes the newest frame each time it is free, so its masks
+arrive every few frames and are some frames old when used. For a level:
+
+- ``lag_profile(L, T)`` replays that pipeline (frames every T, one frame in
+  flight, newest frame taken) and gives, for each camera frame, how many
+  frames old the newest published mask is when the next frame arrives, the
+  mean stride between processed frames, and the share of time the node is busy;
+- its streaming value is ``accuracy * mean((1 - c) ** lag)``, where ``c`` is
+  the share of the scene that changes per camera frame (:class:`SceneChange`
+  learns it from consecutive masks of the same level, label-free);
+- the budget caps compute, not pace: a level processed every ``stride``
+  frames on average is busy ``L / stride`` per camera period, and that (with
+  its median L) must fit the budget, which is what the monitor asks for, to
+  within ``cap_tolerance`` (10%: about the accuracy of a latency prediction,
+  so that a budget of 95% of the period still lets a level run back to back); each
+  of its frames must be out within ``ceil(stride)`` budgets (its deadline),
+  checked with its (1 - miss target) quantile. For a level that keeps up
+  (stride 1) both are the deadline selector's test: quantile <= budget.
+
+:class:`StreamingChoice` takes the level of highest streaming value among
+those that fit, and moves to a different one only after it has been better by
+``min_gain`` points for ``hysteresis_frames`` frames (at once when the current
+level stops fitting). Under a budget below the camera period a slow level fits
+only if the node also idles: each level is also tried with a gate of 2 to
+``max_stride`` periods between frame starts (process every other frame, ...),
+which the node then holds. When every level keeps up with the camera (all L <= T)
+no mask is ever stale and the choice equals the deadline selector's: the most
+accurate level that fits. Pure and clock-free.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from functools import lru_cache
+import math
+from typing import Sequence
+
+import numpy as np
+
+# Camera frames replayed per lag profile: enough for the pattern to repeat a few times.
+_PROFILE_FRAMES = 48
+
+
+@dataclass(frozen=True)
+class LagProfile:
+    lags: tuple[int, ...]  # per camera frame: age in frames of the newest mask at the next frame
+    stride: float  # mean camera frames between processed frames
+    busy: float  # share of time spent processing
+
+
+def lag_profile(latency_ms: float, period_ms: float, min_stride: int = 1) -> LagProfile:
+    """Steady state of a node with frame time ``latency_ms`` fed every ``period_ms`` that
+    takes no frame that arrived sooner than ``min_stride`` periods after the previous one it
+    took (1: the newest, as soon as it is free).
+    """
+    ratio = max(latency_ms, 1e-6) / max(period_ms, 1e-6)
+    return _profile(round(ratio, 2), max(1, int(min_stride)))
+
+
+@lru_cache(maxsize=4096)
+def _profile(ratio: float, min_stride: int) -> LagProfile:
+    # Time in camera periods: frame j arrives at j, processing takes `ratio`; the node takes
+    # the newest frame once it is free and frame last + min_stride has arrived.
+    published: list[tuple[float, int]] = []
+    free, last = 0.0, -min_stride
+    while True:
+        start = max(free, float(last + min_stride))
+        newest = math.floor(start + 1e-9)
+        if newest >= _PROFILE_FRAMES:
+            break
+        free = start + ratio
+        published.append((free, newest))
+        last = newest
+    first = _PROFILE_FRAMES // 3  # past the start-up transient
+    lags, k = [], 0
+    for frame in range(first, _PROFILE_FRAMES - 1):
+        while k < len(published) and published[k][0] <= frame + 1 + 1e-9:
+            k += 1
+        lags.append(frame - published[k - 1][1] if k else _PROFILE_FRAMES)
+    done = [idx for t, idx in published if first <= idx < _PROFILE_FRAMES - 1]
+    stride = (done[-1] - done[0]) / (len(done) - 1) if len(done) > 1 else 1.0
+    return LagProfile(tuple(lags), max(stride, 1.0), min(1.0, ratio / max(stride, 1.0)))
+
+
+def streaming_value(accuracy: float, profile: LagProfile, change: float) -> float:
+    """Expected accuracy of the mask the robot has at a camera frame."""
+    keep = 1.0 - min(max(change, 0.0), 1.0)
+    return accuracy * float(np.mean([keep**lag for lag in profile.lags]))
+
+
+class ArrivalPeriod:
+    """The camera's frame period as the node sees it: the median of the last ``window``
+    intervals between frame arrivals (seconds in, ms out; 0 until ``min_frames`` intervals).
+    Unlike header-stamp gaps, every interval counts, so a rate change is followed within
+    half a window.
+    """
+
+    def __init__(self, window: int = 30, min_frames: int = 5):
+        self._intervals: deque[float] = deque(maxlen=int(window))
+        self.min_frames = int(min_frames)
+        self._last: float | None = None
+
+    def arrived(self, t: float) -> None:
+        last, self._last = self._last, float(t)
+        if last is not None and t > last:
+            self._intervals.append(t - last)
+
+    def period_ms(self) -> float:
+        if len(self._intervals) < self.min_frames:
+            return 0.0
+        return 1e3 * float(np.median(self._intervals))
+
+
+class SceneChange:
+    """Share of mask pixels that change per camera frame, from consecutive masks of one level.
+
+    Each pair of masks ``gap`` frames apart that agree on a share ``a`` of
+    pixels gives ``1 - a ** (1 / gap)``; an exponential average follows the
+    scene. Masks from different levels are not compared (levels disagree with
+    each other on still scenes). Masks are compared on a strided grid.
+    """
+
+    def __init__(self, prior: float = 0.05, alpha: float = 0.1, grid: int = 8):
+        self.rate = float(prior)
+        self.alpha, self.grid = float(alpha), int(grid)
+        self._last: tuple[int, float, np.ndarray] | None = None
+        self.pairs = 0
+
+    def observe(self, level: int, arrival_frame: float, mask: np.ndarray) -> None:
+        small = np.ascontiguousarray(mask[:: self.grid, :: self.grid])
+        last, self._last = self._last, (level, arrival_frame, small)
+        if last is None or last[0] != level or last[2].shape != small.shape:
+            return
+        gap = arrival_frame - last[1]
+        if not (gap >= 0.5 and math.isfinite(gap)):
+            return
+        agree = float(np.mean(small == last[2]))
+        per_frame = 1.0 - max(agree, 1e-6) ** (1.0 / gap)
+        self.rate += self.alpha * (per_frame - self.rate)
+        self.pairs += 1
+
+
+@dataclass(frozen=True)
+class StreamingPlan:
+    level: int
+    deadline_ms: float  # ceil(stride) x budget: what this level's frame may take
+    min_stride: int  # start the next frame no sooner than this many camera periods after
+    values: list[float]  # per level: streaming value (accuracy points)
+    fits: list[bool]
+    feasible: bool
+
+
+class StreamingChoice:
+    def __init__(
+        self,
+        accuracy: Sequence[float],
+        hysteresis_frames: int = 3,
+        min_gain: float = 0.2,
+        max_stride: int = 4,
+        cap_tolerance: float = 0.1,
+    ):
+        if not accuracy or not all(math.isfinite(a) for a in accuracy):
+            raise ValueError("streaming choice needs every level's accuracy")
+        self.accuracy = [float(a) for a in accuracy]
+        self.hysteresis_frames = max(0, int(hysteresis_frames))
+        self.min_gain = float(min_gain)
+        self.max_stride = int(max_stride)
+        self.cap_tolerance = float(cap_tolerance)
+        self.choice: tuple[int, int] | None = None  # (level, min stride)
+        self._pending = 0
+
+    def plan(
+        self,
+        medians: Sequence[float],
+        quantiles: Sequence[float],
+        budget_ms: float,
+        period_ms: float,
+        change: float,
+    ) -> StreamingPlan:
+        n = len(self.accuracy)
+        if len(medians) != n or len(quantiles) != n:
+            raise ValueError(f"expected {n} predictions")
+        # Per (level, stride): streaming value, whether it fits, its deadline and overrun.
+        options: dict[tuple[int, int], tuple[float, bool, float, float]] = {}
+        for i in range(n):
+            if not (math.isfinite(medians[i]) and math.isfinite(quantiles[i])):
+                options[(i, 1)] = (-math.inf, False, budget_ms, math.inf)
+                continue
+            for min_stride in range(1, self.max_stride + 1):
+                profile = lag_profile(medians[i], period_ms, min_stride)
+                deadline = math.ceil(profile.stride - 1e-6) * budget_ms
+                busy_ok = medians[i] <= profile.stride * budget_ms * (1.0 + self.cap_tolerance)
+                fits = busy_ok and quantiles[i] <= deadline
+                value = streaming_value(self.accuracy[i], profile, change)
+                options[(i, min_stride)] = (value, fits, deadline, quantiles[i] / deadline)
+                if profile.stride >= min_stride + 1:
+                    break  # slower than the gate already: larger gates change nothing
+        values = [max(v for (i, _), (v, *_r) in options.items() if i == lv) for lv in range(n)]
+        fits = [any(f for (i, _), (_v, f, *_r) in options.items() if i == lv) for lv in range(n)]
+        eligible = [key for key, (_v, f, *_r) in options.items() if f]
+        if not eligible:  # nothing fits: the option that overruns its deadline least
+            best = min(options, key=lambda key: (options[key][3], key[1]))
+            self.choice, self._pending = best, 0
+            return self._plan(best, options, values, fits, False)
+        best = max(eligible, key=lambda key: (options[key][0], -key[1], -key[0]))
+        current = self.choice
+        if current is None or current not in options or not options[current][1]:
+            self.choice, self._pending = best, 0
+        elif best != current and options[best][0] > options[current][0] + self.min_gain:
+            self._pending += 1
+            if self._pending >= self.hysteresis_frames:
+                self.choice, self._pending = best, 0
+        else:
+            self._pending = 0
+        return self._plan(self.choice, options, values, fits, True)
+
+    def _plan(self, choice, options, values, fits, feasible) -> StreamingPlan:
+        level, min_stride = choice
+        return StreamingPlan(level, options[choice][2], min_stride, values, fits, feasible)
+
+    @property
+    def level(self) -> int | None:
+        return None if self.choice is None else self.choice[0]
+
+    def reset(self) -> None:
+        self.choice, self._pending = None, 0

@@ -1,0 +1,162 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Streaming-aware level choice: lag profiles, scene change, the choice and the controller."""
+
+import math
+
+import numpy as np
+import pytest
+
+from dynvit_ros.budget.arbiter import BudgetArbiter
+from dynvit_ros.budget.controller import Controller
+from dynvit_ros.budget.policy import LevelSelector
+from dynvit_ros.budget.streaming import (
+    SceneChange,
+    StreamingChoice,
+    lag_profile,
+    streaming_value,
+)
+from dynvit_ros.budget.tail import TailEstimator
+
+
+def test_a_gate_makes_a_level_process_every_other_frame():
+    p = lag_profile(20.0, 33.3, min_stride=2)
+    assert p.stride == pytest.approx(2.0) and sorted(set(p.lags)) == [0, 1]
+    assert p.busy == pytest.approx(0.3, abs=0.01)
+
+
+def test_a_level_that_keeps_up_is_never_stale():
+    p = lag_profile(20.0, 33.3)
+    assert set(p.lags) == {0} and p.stride == 1.0 and p.busy == pytest.approx(0.6, abs=0.01)
+
+
+def test_a_level_twice_the_period_processes_every_other_frame():
+    # Frames 0, 2, 4, ... are processed, each published as the one two frames later arrives:
+    # scored at the next arrival, frame 2j+1 has frame 2j's mask (lag 1), frame 2j+2 too (lag 2).
+    p = lag_profile(66.6, 33.3)
+    assert p.stride == pytest.approx(2.0) and sorted(set(p.lags)) == [1, 2]
+    assert p.busy == pytest.approx(1.0, abs=0.01)
+
+
+def test_streaming_value_discounts_stale_masks():
+    fresh, slow = lag_profile(20.0, 33.3), lag_profile(66.6, 33.3)
+    assert streaming_value(60.0, fresh, 0.1) == pytest.approx(60.0)
+    assert streaming_value(60.0, slow, 0.1) == pytest.approx(60.0 * (0.9 + 0.81) / 2, rel=0.02)
+    assert streaming_value(60.0, slow, 0.0) == pytest.approx(60.0)
+
+
+def test_scene_change_learns_from_masks_of_one_level():
+    rng = np.random.default_rng(0)
+    scene = SceneChange(prior=0.5, alpha=0.5, grid=1)
+    mask = rng.integers(0, 5, (40, 40))
+    for i in range(20):
+        scene.observe(0, 2 * i, mask)  # a still scene, two frames apart
+    assert scene.rate < 0.01 and scene.pairs == 19
+    scene.observe(1, 50, rng.integers(0, 5, (40, 40)))  # another level: not compared
+    assert scene.pairs == 19
+
+
+def test_choice_trades_staleness_for_accuracy_at_a_fast_camera():
+    choice = StreamingChoice([60.0, 50.0], hysteresis_frames=0)
+    # 30 Hz camera, budget the whole period; level 0 takes ~1.45 periods, level 1 half of one.
+    medians, quantiles = [48.0, 16.0], [55.0, 18.0]
+    still = choice.plan(medians, quantiles, 33.3, 33.3, change=0.01)
+    assert still.level == 0 and still.deadline_ms == pytest.approx(2 * 33.3)
+    assert still.min_stride == 2  # at 1.44 periods a gate of 2 beats back to back
+    choice.reset()
+    busy_scene = choice.plan(medians, quantiles, 33.3, 33.3, change=0.3)
+    assert busy_scene.level == 1 and busy_scene.deadline_ms == pytest.approx(33.3)
+
+
+def test_budget_caps_compute_by_gating_slow_levels():
+    choice = StreamingChoice([60.0, 50.0], hysteresis_frames=0)
+    # Budget 20 ms per 33 ms frame: level 0 (50 ms) fits only every third frame (busy 16.7 ms
+    # per frame), never back to back (busy 33 ms per frame).
+    still = choice.plan([50.0, 16.0], [55.0, 18.0], 20.0, 33.3, 0.0)
+    assert (still.level, still.min_stride) == (0, 3) and still.deadline_ms == pytest.approx(60)
+    choice.reset()
+    moving = choice.plan([50.0, 16.0], [55.0, 18.0], 20.0, 33.3, 0.1)
+    assert (moving.level, moving.min_stride) == (1, 1) and moving.fits == [True, True]
+    # Nothing fits: the option that overruns its deadline least.
+    plan = choice.plan([50.0, 16.0], [55.0, 25.0], 5.0, 33.3, 0.0)
+    assert not plan.feasible
+
+
+def test_hysteresis_and_unusable_predictions():
+    choice = StreamingChoice([60.0, 50.0], hysteresis_frames=2)
+    assert choice.plan([50.0, 16.0], [55.0, 18.0], 10.0, 33.3, 0.0).level == 1
+    assert choice.plan([20.0, 16.0], [22.0, 18.0], 33.3, 33.3, 0.0).level == 1  # 1 of 2
+    assert choice.plan([20.0, 16.0], [22.0, 18.0], 33.3, 33.3, 0.0).level == 0
+    plan = choice.plan([math.inf, 16.0], [math.inf, 18.0], 33.3, 33.3, 0.0)
+    assert plan.level == 1 and plan.values[0] == -math.inf
+    with pytest.raises(ValueError):
+        StreamingChoice([60.0, float("nan")])
+
+
+class _Fixed:
+    """A latency plugin with fixed predictions (the controller's input)."""
+
+    predicts_this_host = True
+
+    def __init__(self, ms):
+        self.ms = ms
+
+    def predict_all(self, configs, input_hw):
+        return list(self.ms)
+
+    def observe(self, config, input_hw, measured_ms):
+        pass
+
+
+def test_controller_uses_the_streaming_choice_only_with_a_camera_period():
+    arbiter = BudgetArbiter(2, 100.0, 2.0, "auto", 0, 33.3)
+    controller = Controller(
+        _Fixed([48.0, 16.0]),
+        [None, None],
+        (240, 320),
+        arbiter,
+        LevelSelector(2, hysteresis_frames=0),
+        TailEstimator(prior_ratio=1.1),
+        StreamingChoice([60.0, 50.0], hysteresis_frames=0),
+    )
+    deadline_mode = controller.plan(0.0)
+    assert deadline_mode.level == 1 and not deadline_mode.streaming
+    assert deadline_mode.frame_deadline_ms == pytest.approx(33.3)
+    streaming = controller.plan(0.0, period_ms=33.3, change=0.01)
+    assert streaming.level == 0 and streaming.streaming
+    assert streaming.frame_deadline_ms == pytest.approx(66.6)
+
+
+def test_frame_slot_takes_no_frame_before_the_gate_opens():
+    import threading
+    import time
+
+    from dynvit_ros.ros.segmenter import FrameSlot
+
+    done, finished = [], threading.Event()
+    slot = FrameSlot(lambda msg, dropped: (done.append((msg, dropped)), finished.set()))
+    slot.start()
+    try:
+        t0 = time.monotonic()
+        slot.hold_until(t0 + 0.3)
+        slot.put("a")
+        slot.put("b")  # replaces "a" while the gate is shut
+        assert finished.wait(5.0)
+        assert time.monotonic() - t0 >= 0.29 and done == [("b", 1)]
+    finally:
+        slot.stop()
+
+
+def test_arrival_period_follows_a_rate_change():
+    from dynvit_ros.budget.streaming import ArrivalPeriod
+
+    period = ArrivalPeriod(window=10, min_frames=3)
+    assert period.period_ms() == 0.0
+    t = 0.0
+    for _ in range(20):
+        t += 1 / 30
+        period.arrived(t)
+    assert period.period_ms() == pytest.approx(33.3, abs=0.1)
+    for _ in range(6):
+        t += 0.1
+        period.arrived(t)
+    assert period.period_ms() == pytest.approx(100.0)
