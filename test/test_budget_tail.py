@@ -49,9 +49,20 @@ def test_adaptive_level_holds_coverage_when_the_load_switches():
     assert abs(adaptive - 0.97) < 0.005, adaptive
 
 
+def test_warmup_frames_teach_nothing():
+    tail = TailEstimator(quantile=0.97, min_pooled=5, warmup=3)
+    for _ in range(3):
+        tail.observe(0, 10.0, 12.5, 40.0, 20.0)  # a cold start: 4x the prediction
+    assert tail.ratio(0) == tail.prior_ratio and tail.level_in_use == 0.97
+    assert tail.frames == 3 and tail.coverage == 0.0 and tail.miss_rate == 1.0
+    for _ in range(5):
+        tail.observe(0, 10.0, 12.5, 11.0, 20.0)
+    assert tail.ratio(0) == pytest.approx(1.1)
+
+
 def test_levels_without_recent_frames_borrow_the_pooled_ratio():
     # adapt_rate 0: the quantile level stays 0.9, so the ratios below are the window's.
-    tail = TailEstimator(quantile=0.9, min_pooled=5, min_level=10, adapt_rate=0.0)
+    tail = TailEstimator(quantile=0.9, min_pooled=5, min_level=10, adapt_rate=0.0, warmup=0)
     assert tail.ratio(3) == tail.prior_ratio
     for _ in range(8):
         tail.observe(0, 10.0, 12.0, 15.0, 20.0)  # 1.5x
@@ -78,7 +89,7 @@ class _Latency:
 
 def test_selector_uses_the_quantile_and_reports_infeasible_budgets():
     latency = _Latency([40.0, 25.0, 10.0])
-    tail = TailEstimator(quantile=0.97, min_pooled=5)
+    tail = TailEstimator(quantile=0.97, min_pooled=5, warmup=0)
     arbiter = BudgetArbiter(3, budget_ms=45.0)
     c = Controller(latency, ["a", "b", "c"], (8, 8), arbiter, LevelSelector(3, 0), tail)
     # Frames run 1.3x their median: level 0 (40 -> 52 ms) no longer fits a 45 ms budget.

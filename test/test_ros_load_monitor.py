@@ -93,7 +93,8 @@ def test_monitor_drives_segformer_node(ros, tiny_model):
     assert isclose(rig.stats[-1].budget_ms, 37.5)
 
 
-def _busy(seconds: float):
+def _busy(seconds: float, *marker: str):
+    """A busy process; ``marker`` words go on its command line (sys.argv, unused)."""
     import subprocess
     import sys
 
@@ -102,6 +103,7 @@ def _busy(seconds: float):
             sys.executable,
             "-c",
             f"import time\nt = time.time() + {seconds}\nwhile time.time() < t: pass",
+            *marker,
         ]
     )
 
@@ -123,6 +125,33 @@ def test_perception_load_is_not_counted_as_other_load(ros):
     finally:
         perception.kill()
         perception.wait()
+
+
+def test_the_camera_pipeline_is_not_counted_as_other_load(ros):
+    """A busy process matching pipeline_process_pattern counts with perception, PID set or not."""
+    camera = _busy(30, "dynvit_test_camera_driver")
+    try:
+        _, _, diags = _monitor(
+            ros,
+            perception_pid=os.getpid(),
+            pipeline_process_pattern="dynvit_test_camera_driver",
+        )
+
+        def values():
+            return diagnostics_values(diags, f"{MONITOR}: system load")
+
+        share = 1.0 / (os.cpu_count() or 1)
+        assert ros.client.spin_until(
+            lambda: (
+                values()
+                and str(camera.pid) in values()["perception_pids"]
+                and float(values()["cpu_perception"]) > 0.5 * share
+            ),
+            20,
+        ), values()
+    finally:
+        camera.kill()
+        camera.wait()
 
 
 def test_a_camera_is_not_budgeted_below_what_it_reports_it_can_meet(ros):

@@ -34,17 +34,18 @@ class SystemSampler:
         self.nvml = self.power.nvml
 
     def find(self, pid: int, pattern: str, now: float) -> None:
-        """Track the perception process(es): the PID, or every command line matching ``pattern``.
+        """Track the perception process(es): the PID (if not 0) and every command line matching
+        ``pattern`` (if not empty).
 
         The process table is scanned again every 2 s while nothing matches and
         every 10 s otherwise (to pick up restarted or additional nodes).
         """
-        if pattern != self._pattern:
-            self._pattern, self._procs, self._looked_up = pattern, {}, -math.inf
+        if (pid, pattern) != self._pattern:
+            self._pattern, self._procs, self._looked_up = (pid, pattern), {}, -math.inf
         alive = {p: proc for p, proc in self._procs.items() if proc.is_running()}
-        if pid:
-            alive = {pid: alive[pid]} if pid in alive else self._start(pid)
-        elif now - self._looked_up >= (10.0 if alive else 2.0):
+        if pid and pid not in alive:
+            alive.update(self._start(pid))
+        if pattern and now - self._looked_up >= (10.0 if alive else 2.0):
             self._looked_up = now
             rx = re.compile(pattern)
             for proc in psutil.process_iter(["cmdline"]):

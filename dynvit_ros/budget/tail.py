@@ -47,9 +47,14 @@ class TailEstimator:
         min_level: int = 40,
         prior_ratio: float = 1.25,
         adapt_rate: float = 0.05,
+        warmup: int = 20,
     ):
         self.quantile = float(quantile)
         self.adapt_rate = float(adapt_rate)
+        # The first frames after start are slow for reasons that do not repeat (lazy
+        # initialisation, cold caches, the latency model's correction settling): learning
+        # from them would hold a large quantile for a whole window.
+        self.warmup = int(warmup)
         self._level = self.quantile  # 1 - a_t: the quantile level in use
         self.window, self.min_pooled, self.min_level = int(window), int(min_pooled), int(min_level)
         self.prior_ratio = float(prior_ratio)  # until enough frames are seen
@@ -109,19 +114,21 @@ class TailEstimator:
             and math.isfinite(measured_ms)
         ):
             return
+        self.frames += 1
+        covered = measured_ms <= quantile_ms
+        self.covered += covered
+        self.record_miss(measured_ms > budget_ms)
+        if self.frames <= self.warmup:
+            return
         r = measured_ms / predicted_ms
         self._pooled.append(r)
         self._levels.setdefault(level, deque(maxlen=self.window)).append(r)
         self._cache = None
-        self.frames += 1
-        covered = measured_ms <= quantile_ms
-        self.covered += covered
         if math.isfinite(quantile_ms):
             # ACI step; bounded so a long run of one kind cannot wind it up without limit.
             target_miss = 1.0 - self.quantile
             self._level -= self.adapt_rate * (target_miss - (not covered))
             self._level = min(max(self._level, 0.5), 1.5)
-        self.record_miss(measured_ms > budget_ms)
 
     def record_miss(self, missed: bool) -> None:
         """Count a frame for the miss rate only (when its time cannot teach the tail)."""

@@ -139,9 +139,11 @@ class LoadMonitorNode(NamedParameterErrors, Node):
 
     def _tick(self) -> None:
         p = self._p
-        pattern = p["perception_process_pattern"]
-        if p["pipeline_process_pattern"]:
-            pattern = f"(?:{pattern})|(?:{p['pipeline_process_pattern']})"
+        # A PID pins the perception node; the pipeline pattern is scanned for either way.
+        patterns = [p["pipeline_process_pattern"]]
+        if not p["perception_pid"]:
+            patterns.append(p["perception_process_pattern"])
+        pattern = "|".join(f"(?:{x})" for x in patterns if x)
         self.sampler.find(p["perception_pid"], pattern, time.monotonic())
         s = self._last = self.sampler.sample()
         if s["split_known"]:

@@ -74,8 +74,8 @@ SPECS = {
         r"lib/dynvit_ros/replay|dynvit-replay",
         "Regular expression for the camera pipeline that feeds perception (driver, decoder, "
         "bag replay): its CPU counts with perception, not as other load, so the node's own "
-        "camera does not shrink its budget (default: this package's bag player). Used with "
-        "perception_pid 0 (pattern discovery). '' = none.",
+        "camera does not shrink its budget (default: this package's bag player); with or "
+        "without perception_pid. '' = none.",
         check=_regex,
     ),
     "source": Spec("load_monitor", "ComputeBudget.source of the published budgets."),
