@@ -28,10 +28,10 @@ those that fit, and moves to a different one only after it has been better by
 ``min_gain`` points for ``hysteresis_frames`` frames (at once when the current
 level stops fitting). Under a budget below the camera period a slow level fits
 only if the node also idles: each level is also tried with a gate of 2 to
-``max_stride`` periods between frame starts (process every other frame, ...),
-which the node then holds. When every level keeps up with the camera (all L <= T)
-no mask is ever stale and the choice equals the deadline selector's: the most
-accurate level that fits. Pure and clock-free.
+``max_stride`` camera frames between the frames it takes (every other frame,
+...), which the node then holds. When every level keeps up with the camera
+(all L <= T) no mask is ever stale and the choice is the deadline selector's:
+the most accurate level that fits. Pure and clock-free.
 """
 
 from __future__ import annotations
