@@ -116,6 +116,17 @@ class BagRecorder:
                 f"recording {topic} ({msgtype}, {qos.reliability.name.lower()})"
             )
 
+    def wait_subscribed(self, stop: threading.Event, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until every recorded topic is subscribed (a topic without a
+        publisher yet is subscribed when one appears, so its first messages may be missed).
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not stop.is_set():
+            if all(topic in self._subs for topic in self.topics):
+                return True
+            stop.wait(0.05)
+        return False
+
     def _on_message(self, topic: str, msgtype: str, data: bytes) -> None:
         self._queue.put((topic, msgtype, time.time_ns(), data))
 
@@ -226,7 +237,8 @@ def main(args=None) -> int:
         "--start-delay",
         type=float,
         default=5.0,
-        help="wait up to this many seconds for a subscriber on every replayed topic",
+        help="wait up to this many seconds for a subscriber on every replayed topic (and, "
+        "with --record, for every recorded topic to be subscribed)",
     )
     p.add_argument(
         "--linger",
@@ -265,6 +277,10 @@ def main(args=None) -> int:
     try:
         if not player.wait_for_subscribers(stop, opts.start_delay):
             player.get_logger().warning("not every topic has a subscriber yet: playing anyway")
+        if recorder and not recorder.wait_subscribed(stop, opts.start_delay):
+            player.get_logger().warning(
+                "not every recorded topic has a publisher yet: recording from when it appears"
+            )
         try:
             count = player.play(stop, opts.duration)
             player.get_logger().info(f"published {count} messages")
