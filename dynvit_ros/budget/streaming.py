@@ -187,8 +187,10 @@ class StreamingChoice:
         n = len(self.accuracy)
         if len(medians) != n or len(quantiles) != n:
             raise ValueError(f"expected {n} predictions")
-        # Per (level, stride): streaming value, whether it fits, its deadline and overrun.
+        # Per (level, stride): streaming value, whether it fits, its deadline and overrun;
+        # per level: its best value and whether any of its options fits.
         options: dict[tuple[int, int], tuple[float, bool, float, float]] = {}
+        values, fits = [-math.inf] * n, [False] * n
         for i in range(n):
             if not (math.isfinite(medians[i]) and math.isfinite(quantiles[i])):
                 options[(i, 1)] = (-math.inf, False, budget_ms, math.inf)
@@ -197,13 +199,12 @@ class StreamingChoice:
                 profile = lag_profile(medians[i], period_ms, min_stride)
                 deadline = math.ceil(profile.stride - 1e-6) * budget_ms
                 busy_ok = medians[i] <= profile.stride * budget_ms * (1.0 + self.cap_tolerance)
-                fits = busy_ok and quantiles[i] <= deadline
+                fit = busy_ok and quantiles[i] <= deadline
                 value = streaming_value(self.accuracy[i], profile, change)
-                options[(i, min_stride)] = (value, fits, deadline, quantiles[i] / deadline)
+                options[(i, min_stride)] = (value, fit, deadline, quantiles[i] / deadline)
+                values[i], fits[i] = max(values[i], value), fits[i] or fit
                 if profile.stride >= min_stride + 1:
                     break  # slower than the gate already: larger gates change nothing
-        values = [max(v for (i, _), (v, *_r) in options.items() if i == lv) for lv in range(n)]
-        fits = [any(f for (i, _), (_v, f, *_r) in options.items() if i == lv) for lv in range(n)]
         eligible = [key for key, (_v, f, *_r) in options.items() if f]
         if not eligible:  # nothing fits: the option that overruns its deadline least
             best = min(options, key=lambda key: (options[key][3], key[1]))

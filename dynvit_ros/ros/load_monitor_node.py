@@ -162,10 +162,8 @@ class LoadMonitorNode(NamedParameterErrors, Node):
             min_budget_ms=self._policy.min_budget_ms,
             now=now,
             max_budget_ms=self._policy.max_budget_ms,
-            margin=p["feasibility_margin"],
+            margin=0.0 if manual else p["feasibility_margin"],  # a manual budget is the user's
         )
-        if manual or not p["feasibility_margin"]:
-            limits["margin"] = 0.0  # a manual budget is the user's to choose
         if cameras is None:
             budget = self.shares.budgets([SINGLE], budget, **limits)[SINGLE]
             self.pub_budget.publish(self._message(budget, source, s, energy))
