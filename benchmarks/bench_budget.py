@@ -11,10 +11,10 @@ level's latency where that is more), and a real CPU burst (busy
 processes on half the cores for half the run) with the load monitor setting
 the budget. The sine trace runs quiet and again disturbed: a competing process
 pinned to one core starts and stops every 2 s (``--disturb-period``), dynamic
-against every static level in both. Dynamic runs with ``selection: deadline``
-(the default: every frame within its budget) and, as "dynamic_streaming", with
+against every static level in both. Dynamic runs with the shipped
 ``selection: streaming`` (the budget caps compute; a level may take every
-other frame, its deadline then two budgets). Node parameters not set here
+other frame, its deadline then two budgets) and, as "dynamic_deadline", with
+``selection: deadline`` (every frame within its budget). Node parameters not set here
 keep their shipped defaults. The node's mode and skip level are switched live
 through its parameter service between runs. For each run: deadline-miss rate, mean
 mIoU over the processed frames (masks matched to labels by header stamp),
@@ -167,6 +167,7 @@ class Bench(BenchClient):
         return {
             "sent": sent,
             "processed": len(self.stats),
+            "processed_pct": round(100.0 * len(self.stats) / max(sent, 1), 1),
             "miss_pct": round(100.0 * (1 - sum(met) / max(len(met), 1)), 1),
             "miou": round(confusion.miou(), 2) if self.masks else float("nan"),
             "dropped": int(sum(s.frames_dropped for s in self.stats)),
@@ -254,13 +255,13 @@ def main(argv=None) -> int:
         runs = [(trace, "auto", None) for trace in args.traces]
         runs += [("sine", "fixed", k) for k in range(len(levels))]
         runs += [(trace, "fixed", 0) for trace in args.traces if trace != "sine"]
-        runs += [("sine", "streaming", None)]
+        runs += [("sine", "deadline", None)]
         if not args.no_disturbed:
-            runs += [("disturbed", "auto", None), ("disturbed", "streaming", None)]
+            runs += [("disturbed", "auto", None), ("disturbed", "deadline", None)]
             runs += [("disturbed", "fixed", k) for k in range(len(levels))]
         for trace, mode, level in runs:
-            # "streaming": auto mode choosing by streaming value (selection: streaming).
-            selection = {"selection": "streaming" if mode == "streaming" else "deadline"}
+            # "deadline": auto mode with selection: deadline; "auto": the shipped streaming one.
+            selection = {"selection": "deadline" if mode == "deadline" else "streaming"}
             bench.set_params(
                 "segformer_node",
                 {
@@ -340,11 +341,12 @@ def main(argv=None) -> int:
     print(f"selection overhead: {select_ms:.3f} ms per frame (median)")
 
     def compare(trace: str) -> dict:
+        keys = ("miss_pct", "miou", "dropped", "processed_pct")
         auto = results.get(f"{trace}/auto", {})
-        streaming = results.get(f"{trace}/streaming", {})
+        deadline = results.get(f"{trace}/deadline", {})
         return {
-            "dynamic": {k: auto.get(k) for k in ("miss_pct", "miou", "dropped")},
-            "dynamic_streaming": {k: streaming.get(k) for k in ("miss_pct", "miou", "dropped")},
+            "dynamic": {k: auto.get(k) for k in keys},
+            "dynamic_deadline": {k: deadline.get(k) for k in keys},
             "static": [
                 {"level": k, **{m: results[f"{trace}/fixed/{k}"][m] for m in ("miss_pct", "miou")}}
                 for k in range(len(levels))

@@ -5,7 +5,8 @@
 
 Two segformer_nodes (front, weight 2; rear, weight 1) each receive CamVid val
 frames at 10 Hz over DDS; one load_monitor_node serves both (cameras:
-front,rear). A CPU burst on one core runs through the middle third. Then the
+front,rear), with ``selection: deadline`` as dynvit_multi.launch.py sets it.
+A CPU burst on one core runs through the middle third. Then the
 same with both nodes fixed at the full level. Per camera: deadline misses of
 processed frames, processed share of the frames sent, mean level, mIoU of
 processed frames, frames dropped. Ends with one JSON line.
@@ -160,8 +161,15 @@ def main(argv=None) -> int:
     for label, mode in (("dynamic", "auto"), ("static_full", "fixed")):
         procs = []
         for cam, _ in CAMERAS:
+            # As dynvit_multi.launch.py starts them: every camera sees every frame.
             params = camera_node_params(
-                args.model, args.levels, frame_hw, mode=mode, skip_level=0, num_threads=1
+                args.model,
+                args.levels,
+                frame_hw,
+                mode=mode,
+                selection="deadline",
+                skip_level=0,
+                num_threads=1,
             )
             procs.append(
                 NodeProcess(

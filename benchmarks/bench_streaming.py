@@ -11,8 +11,11 @@ middle third. Dynamic runs twice: ``selection: streaming`` (the level of best
 streaming value within the budget: "dynamic" in the JSON) and ``selection:
 deadline`` (every frame within the budget: "dynamic_deadline"). Each
 labelled frame is scored against the newest mask published before the next
-frame arrived (dynvit_ros/training/streaming.py).
-Also printed: mIoU of the processed frames and deadline misses. CamVid's
+frame arrived (dynvit_ros/training/streaming.py). Each mode replays the
+frames ``--passes`` times (3), the modes taking turns within a pass so that
+a host that drifts over the minutes hits each alike, and its confusion
+matrices are pooled over the passes (runs.json keeps each pass's figure and
+per-frame trace). Also printed: mIoU of the processed frames and deadline misses. CamVid's
 labelled frames are a second apart in the original video, so replaying them
 at 30 Hz changes the scene faster than a real camera would: harsher than real
 life, equally for every mode. Ends with one JSON line
@@ -102,15 +105,64 @@ class Camera(BenchClient):
         for _, k, mask in self.masks:
             processed.update(mask, self.labels[k])
         stats = [s for s in self.stats if s.header.stamp.sec == self.run_id]
-        met = [s.deadline_met for s in stats]
+        t0 = sends[0]
         return {
-            "streaming_miou": round(streaming.miou(), 2),
-            "processed_miou": round(processed.miou(), 2) if self.masks else None,
-            "processed_pct": round(100.0 * len(stats) / n, 1),
-            "miss_pct": round(100.0 * (1 - sum(met) / max(len(met), 1)), 1),
-            "mean_level": round(float(np.mean([s.skip_level for s in stats])), 2)
-            if stats
-            else None,
+            "streaming": streaming,
+            "processed": processed,
+            "frames": n,
+            "levels": [s.skip_level for s in stats],
+            "met": [s.deadline_met for s in stats],
+            # Per frame, for diagnosis: camera frame index, level, measured, predicted, deadline
+            # and budget ms, frames dropped before it; when each mask arrived (s from start).
+            "trace": [
+                [
+                    s.header.stamp.nanosec // 1000,
+                    s.skip_level,
+                    round(s.measured_ms, 1),
+                    round(s.predicted_ms, 1),
+                    round(s.deadline_ms, 1),
+                    round(s.budget_ms, 1),
+                    s.frames_dropped,
+                ]
+                for s in stats
+            ],
+            "mask_times": [[k, round(t - t0, 4)] for t, k, _ in self.masks],
+        }
+
+
+class Pooled:
+    """One mode's runs over the passes: confusion matrices summed, frames counted together."""
+
+    def __init__(self, mode: str):
+        from dynvit_ros.training.camvid import ConfusionMatrix
+
+        self.mode = mode
+        self.streaming, self.processed = ConfusionMatrix(), ConfusionMatrix()
+        self.frames, self.levels, self.met, self.passes = 0, [], [], []
+
+    def add(self, run: dict) -> None:
+        self.streaming.matrix += run["streaming"].matrix
+        self.processed.matrix += run["processed"].matrix
+        self.frames += run["frames"]
+        self.levels += run["levels"]
+        self.met += run["met"]
+        self.passes.append(
+            {
+                "streaming_miou": round(run["streaming"].miou(), 2),
+                "trace": run["trace"],
+                "mask_times": run["mask_times"],
+            }
+        )
+
+    def result(self) -> dict:
+        return {
+            "mode": self.mode,
+            "streaming_miou": round(self.streaming.miou(), 2),
+            "processed_miou": round(self.processed.miou(), 2) if self.levels else None,
+            "processed_pct": round(100.0 * len(self.levels) / max(self.frames, 1), 1),
+            "miss_pct": round(100.0 * (1 - sum(self.met) / max(len(self.met), 1)), 1),
+            "mean_level": round(float(np.mean(self.levels)), 2) if self.levels else None,
+            "passes": self.passes,
         }
 
 
@@ -123,6 +175,22 @@ def main(argv=None) -> int:
         "--levels", type=Path, default=REPO / "config" / "segformer_b0_camvid.levels.yaml"
     )
     p.add_argument("--rates", type=float, nargs="+", default=[30.0, 10.0])
+    p.add_argument(
+        "--conditions", nargs="+", choices=("quiet", "burst"), default=["quiet", "burst"]
+    )
+    p.add_argument(
+        "--static",
+        type=int,
+        nargs="*",
+        default=None,
+        help="static levels to run (default: all; none with an empty list)",
+    )
+    p.add_argument(
+        "--passes",
+        type=int,
+        default=3,
+        help="times each mode replays the frames, modes taking turns (pooled)",
+    )
     p.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_streaming")
     args = p.parse_args(argv)
 
@@ -158,24 +226,36 @@ def main(argv=None) -> int:
             for hz in args.rates:
                 cam.set_params("load_monitor_node", {"target_rate_hz": hz})
                 by_rate = results["hz"][f"{hz:g}"] = {}
-                for condition in ("quiet", "burst"):
-                    row = by_rate[condition] = {"static": []}
-                    for mode in ["streaming", "deadline"] + list(range(len(levels))):
-                        if mode in ("streaming", "deadline"):
-                            cam.set_params("segformer_node", {"mode": "auto", "selection": mode})
-                        else:
-                            cam.set_params("segformer_node", {"mode": "fixed", "skip_level": mode})
-                        cam.spin(2.0)
-                        r = cam.run(hz, condition == "burst")
-                        r["mode"] = f"L{mode}" if isinstance(mode, int) else mode
-                        if mode == "streaming":
-                            row["dynamic"] = r
-                        elif mode == "deadline":
-                            row["dynamic_deadline"] = r
-                        else:
-                            row["static"].append(r)
+                for condition in args.conditions:
+                    static = range(len(levels)) if args.static is None else args.static
+                    modes = ["streaming", "deadline", *static]
+                    pooled = {m: Pooled(f"L{m}" if isinstance(m, int) else m) for m in modes}
+                    # Modes take turns within each pass, so a host that drifts slower or
+                    # faster over the minutes hits every mode alike.
+                    for turn in range(args.passes):
+                        for mode in modes:
+                            if mode in ("streaming", "deadline"):
+                                values = {"mode": "auto", "selection": mode}
+                            else:
+                                values = {"mode": "fixed", "skip_level": mode}
+                            cam.set_params("segformer_node", values)
+                            cam.spin(1.0)
+                            run = cam.run(hz, condition == "burst")
+                            pooled[mode].add(run)
+                            print(
+                                f"{hz:4g} Hz {condition:5} pass {turn + 1} "
+                                f"{pooled[mode].mode:9} streaming {run['streaming'].miou():6.2f}",
+                                file=sys.stderr,
+                                flush=True,
+                            )
+                    row = by_rate[condition] = {
+                        "dynamic": pooled.pop("streaming").result(),
+                        "dynamic_deadline": pooled.pop("deadline").result(),
+                        "static": [pooled[m].result() for m in static],
+                    }
+                    for r in [row["dynamic"], row["dynamic_deadline"], *row["static"]]:
                         print(
-                            f"{hz:4g} Hz {condition:5} {r['mode']:8} streaming "
+                            f"{hz:4g} Hz {condition:5} {r['mode']:9} streaming "
                             f"{r['streaming_miou']:6.2f}  processed {r['processed_miou']}  "
                             f"({r['processed_pct']:5.1f}% of frames)  miss {r['miss_pct']:5.1f}%"
                             f"  level {r['mean_level']}",

@@ -24,6 +24,7 @@ OVERRIDES = (
     ("model", "model_path"),
     ("levels", "levels_path"),
     ("mode", "mode"),
+    ("selection", "selection"),
     ("input_type", "input_type"),
 )
 
@@ -102,6 +103,9 @@ def generate_launch_description():
                 description="Skip-level table; empty uses params_file's",
             ),
             DeclareLaunchArgument("mode", default_value="", description="auto or fixed"),
+            DeclareLaunchArgument(
+                "selection", default_value="", description="streaming or deadline (auto mode)"
+            ),
             DeclareLaunchArgument("input_type", default_value="", description="raw or compressed"),
             OpaqueFunction(function=_segformer),
         ]

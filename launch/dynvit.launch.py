@@ -25,6 +25,7 @@ CAMERA_ARGS = (
     "model",
     "levels",
     "mode",
+    "selection",
     "input_type",
 )
 
@@ -56,6 +57,9 @@ def generate_launch_description():
                 description="Skip-level table; empty uses params_file's",
             ),
             DeclareLaunchArgument("mode", default_value="", description="auto or fixed"),
+            DeclareLaunchArgument(
+                "selection", default_value="", description="streaming or deadline (auto mode)"
+            ),
             DeclareLaunchArgument("input_type", default_value="", description="raw or compressed"),
             DeclareLaunchArgument(
                 "autostart",

@@ -22,7 +22,7 @@ from launch.substitutions import LaunchConfiguration, NotEqualsSubstitution, Pat
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-SHARED_ARGS = ("params_file", "autostart", "model", "levels", "mode", "input_type")
+SHARED_ARGS = ("params_file", "autostart", "model", "levels", "mode", "selection", "input_type")
 
 
 def _cameras(context):
@@ -89,6 +89,12 @@ def generate_launch_description():
             DeclareLaunchArgument("model", default_value=""),
             DeclareLaunchArgument("levels", default_value=""),
             DeclareLaunchArgument("mode", default_value=""),
+            # Several cameras share the machine by weight; each should still see every frame
+            # (a skipped frame is one the robot did not see), so the per-frame deadline
+            # choice by default. streaming trades frames for the freshest accurate mask.
+            DeclareLaunchArgument(
+                "selection", default_value="deadline", description="deadline or streaming"
+            ),
             DeclareLaunchArgument("input_type", default_value=""),
             DeclareLaunchArgument(
                 "dds_profile",

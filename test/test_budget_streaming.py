@@ -156,7 +156,82 @@ def test_arrival_period_follows_a_rate_change():
         t += 1 / 30
         period.arrived(t)
     assert period.period_ms() == pytest.approx(33.3, abs=0.1)
-    for _ in range(6):
+    for _ in range(10):  # a window later, at the new rate only
         t += 0.1
         period.arrived(t)
     assert period.period_ms() == pytest.approx(100.0)
+
+
+def test_arrival_period_is_not_fooled_by_bunched_arrivals_or_a_pause():
+    from dynvit_ros.budget.streaming import ArrivalPeriod
+
+    # A busy node takes its messages in bunches: three at once, then a long gap. The camera
+    # still sends every 33.3 ms; the median interval (5 ms) would say 200 Hz.
+    period = ArrivalPeriod(window=30, min_frames=5)
+    t = 0.0
+    for k in range(31):
+        t += 0.005 if k % 3 else 0.09
+        period.arrived(t)
+    assert period.period_ms() == pytest.approx(33.3, abs=0.5)
+    t += 2.0  # the camera paused for 2 s
+    period.arrived(t)
+    for _ in range(5):
+        t += 1 / 30
+        period.arrived(t)
+    assert period.period_ms() == pytest.approx(33.3, abs=0.5)
+
+
+def test_contention_is_not_counted_twice():
+    """The budget already leaves out what a busy process takes; the same process stretches
+    the node's frames. With the stretch known, the cap compares uncontended compute and the
+    deadline stretches alike, so the accurate level still runs on every frame.
+    """
+    from dynvit_ros.budget.streaming import StreamingChoice
+
+    choice = StreamingChoice([60.0, 50.0], hysteresis_frames=0)
+    args = ([80.0, 30.0], [90.0, 35.0], 45.0, 100.0, 0.05)
+    counted_twice = choice.plan(*args)
+    assert (counted_twice.level, counted_twice.min_stride) != (0, 1)
+    choice.reset()
+    once = choice.plan(*args, stretch=2.0)
+    assert (once.level, once.min_stride) == (0, 1)
+    assert once.deadline_ms == pytest.approx(90.0)  # 45 ms budget x 2, within the period
+    choice.reset()
+    assert choice.plan(*args, stretch=float("nan")) == counted_twice  # unknown: no stretch
+
+
+def test_per_frame_overhead_makes_masks_staler():
+    from dynvit_ros.budget.streaming import StreamingChoice
+
+    choice = StreamingChoice([60.0])
+    bare = choice.plan([30.0], [31.0], 33.0, 33.3, 0.05)
+    with_overhead = choice.plan([30.0], [31.0], 33.0, 33.3, 0.05, overhead_ms=8.0)
+    assert bare.values[0] == pytest.approx(60.0)  # keeps up: every mask is fresh
+    assert with_overhead.values[0] < bare.values[0]
+
+
+def test_contention_counted_once_only_for_the_monitors_budget():
+    from dynvit_ros.budget.arbiter import Decision
+
+    model = _Fixed([48.0, 16.0])
+    controller = Controller(
+        model, [None, None], (240, 320), BudgetArbiter(2, 100.0, 2.0), LevelSelector(2)
+    )
+    topic = Decision(40.0, "topic", "auto", None)
+    model.load_factor = 1.8
+    # The monitor left out half the machine: up to 2x of the slowdown is already paid for.
+    assert controller.contention(topic, 0.5) == pytest.approx(1.8)
+    assert controller.contention(topic, 0.2) == pytest.approx(1.25)  # 1 / (1 - 0.2)
+    # A budget the user set (or the fallback) left nothing out; NaN and 0 say nothing.
+    assert controller.contention(Decision(40.0, "parameter", "auto", None), 0.5) == 1.0
+    assert controller.contention(topic, float("nan")) == 1.0
+    assert controller.contention(topic, 0.0) == 1.0
+    model.load_factor = 0.7  # faster than calibrated: no stretch
+    assert controller.contention(topic, 0.5) == 1.0
+    model.predicts_this_host = False  # a model of another chip measures nothing here
+    assert (
+        Controller(
+            model, [None, None], (240, 320), BudgetArbiter(2, 100.0, 2.0), LevelSelector(2)
+        ).contention(topic, 0.5)
+        == 1.0
+    )

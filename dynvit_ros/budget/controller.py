@@ -89,10 +89,19 @@ class Controller:
         self._energies = energies
         return out
 
-    def plan(self, now: float, period_ms: float = 0.0, change: float = 0.0) -> Plan:
-        """The level for a frame at ``now``; ``period_ms``: the camera's frame period (0 =
-        unknown) and ``change``: the share of the scene changing per frame, for the
-        streaming choice.
+    def plan(
+        self,
+        now: float,
+        period_ms: float = 0.0,
+        change: float = 0.0,
+        overhead_ms: float = 0.0,
+        other_cpu: float = 0.0,
+    ) -> Plan:
+        """The level for a frame at ``now``; for the streaming choice: ``period_ms``, the
+        camera's frame period (0 = unknown), ``change``, the share of the scene changing per
+        frame, ``overhead_ms``, the node's time per frame outside the model, and
+        ``other_cpu``, the share of the machine the budget topic's sender left out for other
+        processes.
         """
         predicted = self.predictions()
         energies = self._energies
@@ -106,7 +115,10 @@ class Controller:
             level = len(predicted) - 1  # nothing is known: the cheapest level
         elif self.streaming is not None and period_ms > 0 and decision.energy_mj <= 0:
             safe = [q * self.selector.safety for q in quantiles]
-            chosen = self.streaming.plan(predicted, safe, decision.budget_ms, period_ms, change)
+            stretch = self.contention(decision, other_cpu)
+            chosen = self.streaming.plan(
+                predicted, safe, decision.budget_ms, period_ms, change, stretch, overhead_ms
+            )
             self.infeasible_frames += not chosen.feasible
             return Plan(
                 chosen.level,
@@ -125,6 +137,23 @@ class Controller:
             if decision.energy_mj > 0 and any(math.isnan(e) for e in energies):
                 self.energy_unknown_frames += 1
         return Plan(level, decision, predicted, quantiles, feasible, energies)
+
+    def contention(self, decision: Decision, other_cpu: float) -> float:
+        """How much of the slowdown of this node's frames the budget has already paid for.
+
+        A budget from the topic (the load monitor) leaves out the share ``u`` of the machine
+        that other processes take; those processes also slow the node's frames, which the
+        latency model's load factor measures. Counted once: the smaller of the two, at most
+        ``1 / (1 - u)``. A budget set by parameter or the fallback left nothing out (1), and
+        only a model of this host measures the slowdown.
+        """
+        u = float(other_cpu) if decision.source == "topic" else 0.0
+        if not (self.learn_tail and math.isfinite(u) and u > 0):
+            return 1.0
+        factor = float(getattr(self.latency_model, "load_factor", 1.0))
+        if not math.isfinite(factor):
+            return 1.0
+        return max(1.0, min(factor, 1.0 / (1.0 - min(u, 0.9))))
 
     def observe(self, plan: Plan, measured_ms: float) -> None:
         """Learn from the frame run as ``plan``: the latency model, then the tail."""

@@ -16,12 +16,20 @@ arrive every few frames and are some frames old when used. For a level:
   learns it from consecutive masks of the same level, label-free);
 - the budget caps compute, not pace: a level processed every ``stride``
   frames on average is busy ``L / stride`` per camera period, and that (with
-  its median L) must fit the budget, which is what the monitor asks for, to
-  within ``cap_tolerance`` (10%: about the accuracy of a latency prediction,
-  so that a budget of 95% of the period still lets a level run back to back); each
-  of its frames must be out within ``ceil(stride)`` budgets (its deadline),
-  checked with its (1 - miss target) quantile. For a level that keeps up
-  (stride 1) both are the deadline selector's test: quantile <= budget.
+  its median L plus the node's per-frame overhead) must fit the budget, which
+  is what the monitor asks for, to within ``cap_tolerance`` (10%: about the
+  accuracy of a latency prediction, so that a budget of 95% of the period
+  still lets a level run back to back); each of its frames must be out within
+  ``ceil(stride)`` budgets (its deadline), checked with its (1 - miss target)
+  quantile. For a level that keeps up (stride 1) on a quiet host both are the
+  deadline selector's test: quantile <= budget;
+- a load monitor's budget leaves out what other processes take, and the
+  same contention stretches the node's frames: counted twice, a one-core
+  burst on two cores would cut the node to a quarter. The caller passes the
+  stretch ``s`` the budget has already paid for
+  (:meth:`dynvit_ros.budget.controller.Controller.contention`); the cap then
+  takes ``L / s`` (the compute a frame takes) and the deadline ``s`` budgets
+  per camera frame, at most the camera period.
 
 :class:`StreamingChoice` takes the level of highest streaming value among
 those that fit, and moves to a different one only after it has been better by
@@ -96,10 +104,12 @@ def streaming_value(accuracy: float, profile: LagProfile, change: float) -> floa
 
 
 class ArrivalPeriod:
-    """The camera's frame period as the node sees it: the median of the last ``window``
-    intervals between frame arrivals (seconds in, ms out; 0 until ``min_frames`` intervals).
-    Unlike header-stamp gaps, every interval counts, so a rate change is followed within
-    half a window.
+    """The camera's frame period as the node sees it: the mean of the last ``window``
+    intervals between frame arrivals, pauses left out (seconds in, ms out; 0 until
+    ``min_frames`` intervals). Not the median: a node busy computing takes its messages
+    in bunches (a short interval, then a long one), which leaves the mean right and pulls
+    the median low. A pause (an interval above 3x the mean, e.g. a camera restarted) is
+    dropped, twice over, so it does not inflate the period.
     """
 
     def __init__(self, window: int = 30, min_frames: int = 5):
@@ -115,7 +125,10 @@ class ArrivalPeriod:
     def period_ms(self) -> float:
         if len(self._intervals) < self.min_frames:
             return 0.0
-        return 1e3 * float(np.median(self._intervals))
+        kept = np.asarray(self._intervals)
+        for _ in range(2):
+            kept = kept[kept <= 3.0 * kept.mean()]
+        return 1e3 * float(kept.mean())
 
 
 class SceneChange:
@@ -183,10 +196,23 @@ class StreamingChoice:
         budget_ms: float,
         period_ms: float,
         change: float,
+        stretch: float = 1.0,
+        overhead_ms: float = 0.0,
     ) -> StreamingPlan:
+        """``medians`` and ``quantiles``: per level, frame times under the load now;
+        ``stretch`` (>= 1): the part of the slowdown of the node's frames that the budget
+        has already paid for; ``overhead_ms``: per frame time outside the model (decode,
+        publish).
+        """
         n = len(self.accuracy)
         if len(medians) != n or len(quantiles) != n:
             raise ValueError(f"expected {n} predictions")
+        stretch = max(1.0, float(stretch)) if math.isfinite(stretch) else 1.0
+        overhead = max(0.0, float(overhead_ms)) if math.isfinite(overhead_ms) else 0.0
+        # Contention the budget has paid for stretches the node's frames without raising
+        # the compute they take: the cap compares uncontended compute, and a frame's
+        # deadline is its budgets stretched alike (never beyond the camera frames it has).
+        frame_budget = min(budget_ms * stretch, max(period_ms, budget_ms))
         # Per (level, stride): streaming value, whether it fits, its deadline and overrun;
         # per level: its best value and whether any of its options fits.
         options: dict[tuple[int, int], tuple[float, bool, float, float]] = {}
@@ -196,9 +222,11 @@ class StreamingChoice:
                 options[(i, 1)] = (-math.inf, False, budget_ms, math.inf)
                 continue
             for min_stride in range(1, self.max_stride + 1):
-                profile = lag_profile(medians[i], period_ms, min_stride)
-                deadline = math.ceil(profile.stride - 1e-6) * budget_ms
-                busy_ok = medians[i] <= profile.stride * budget_ms * (1.0 + self.cap_tolerance)
+                cycle = medians[i] + overhead
+                profile = lag_profile(cycle, period_ms, min_stride)
+                deadline = math.ceil(profile.stride - 1e-6) * frame_budget
+                compute = cycle / stretch
+                busy_ok = compute <= profile.stride * budget_ms * (1.0 + self.cap_tolerance)
                 fit = busy_ok and quantiles[i] <= deadline
                 value = streaming_value(self.accuracy[i], profile, change)
                 options[(i, min_stride)] = (value, fit, deadline, quantiles[i] / deadline)

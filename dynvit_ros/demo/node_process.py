@@ -42,6 +42,8 @@ class NodeProcess:
         remaps: dict[str, str] | None = None,
         cwd: Path | None = None,
     ):
+        # Absolute: the process runs in workdir, so a relative path would not resolve there.
+        workdir = Path(workdir).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.params_file = workdir / f"{name}.params.yaml"

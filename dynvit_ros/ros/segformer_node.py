@@ -206,6 +206,7 @@ class SegformerNode(NamedParameterErrors, LifecycleNode):
             (self.get_clock().now().nanoseconds - stamp) / 1e6 if stamp else float("nan")
         )
         self.pub_stats.publish(stats)
+        seg.frame_done(stats.total_ms, stats.measured_ms)
         self.slot.hold_until(out.hold_until)
         self._log(seg.take_notice())
 

@@ -124,11 +124,11 @@ PARAMETERS = {
         choices=MODES,
     ),
     "selection": Spec(
-        "deadline",
-        "How auto mode chooses: deadline = the most accurate level whose frame time fits the "
-        "budget on every frame; streaming = the level whose masks are most accurate when used, "
+        "streaming",
+        "How auto mode chooses: streaming = the level whose masks are most accurate when used, "
         "at the camera's measured rate (slower levels may process every other frame, within "
-        "the same compute budget). Streaming needs a level table with accuracies.",
+        "the same compute budget; needs a level table with accuracies); deadline = the most "
+        "accurate level whose frame time fits the budget on every frame.",
         choices=("deadline", "streaming"),
     ),
     "skip_level": Spec(
@@ -335,12 +335,14 @@ class Segmenter:
         self.errors = ErrorLog()
         self.stream = InputStream()
         self._budget_period_ms = 0.0
+        self._budget_other_cpu = 0.0
         self._rate_warned = False
         self._lock = threading.Lock()
         self.processed = 0
         self.deadline_misses = 0
         self.invalid_budgets = 0
         self._recent_ms: deque[float] = deque(maxlen=100)
+        self._overhead_ms: deque[float] = deque(maxlen=30)
         self._last: dict = {
             "level": 0,
             "mode": params["mode"],
@@ -463,6 +465,8 @@ class Segmenter:
                 )
                 period = float(msg.frame_period_ms)
                 self._budget_period_ms = period if period > 0 and period < 1e6 else 0.0
+                other = float(msg.other_cpu_fraction)
+                self._budget_other_cpu = other if 0.0 <= other <= 1.0 else 0.0  # NaN: 0
         except ValueError as exc:
             return self.report(
                 "rejected_budgets",
@@ -515,10 +519,22 @@ class Segmenter:
         return (severity, line) if line else None
 
     # -- per frame ----------------------------------------------------------------
+    def frame_done(self, total_ms: float, infer_ms: float) -> None:
+        """The node's whole time for a frame: what it takes beyond the model (decode,
+        colourise, publish) adds to each level's cycle in the streaming choice.
+        """
+        extra = float(total_ms) - float(infer_ms)
+        if math.isfinite(extra) and extra >= 0:
+            with self._lock:
+                self._overhead_ms.append(extra)
+
     def run(self, rgb: np.ndarray, now: float) -> FrameOutput:
         with self._lock:
             period_ms = self.camera_period_ms()
-            plan = self.controller.plan(now, period_ms, self.scene.rate)
+            overhead = float(np.median(self._overhead_ms)) if self._overhead_ms else 0.0
+            plan = self.controller.plan(
+                now, period_ms, self.scene.rate, overhead, self._budget_other_cpu
+            )
             p = dict(self.p)
             frame_index, arrival = self._arrived_frames, self._last_arrival
         # The streaming gate: skip to the frame min_stride periods after this one.
@@ -585,6 +601,7 @@ class Segmenter:
     def diagnostics(self, slot_counts: dict, now: float) -> tuple[int, str, dict]:
         with self._lock:
             last, recent = dict(self._last), list(self._recent_ms)
+            overhead = list(self._overhead_ms)
             processed, misses = self.processed, self.deadline_misses
             errors, last_error = dict(self.errors.counts), self.errors.last_error
             stale = self.arbiter.stale(now) and self.arbiter.budget_ms <= 0
@@ -632,6 +649,9 @@ class Segmenter:
             "arrival_period_ms": self.camera_period_ms(),
             "selection": self._selection_state(),
             "scene_change_per_frame": self.scene.rate,
+            "frame_overhead_ms": float(np.median(overhead)) if overhead else 0.0,
+            "load_factor": float(getattr(self.latency_model, "load_factor", math.nan)),
+            "budget_other_cpu": self._budget_other_cpu,
             "budget_frame_period_ms": self._budget_period_ms,
             "levels": self.levels_kind,
             "skip_level": last["level"],
