@@ -193,6 +193,8 @@ def main(argv=None) -> int:
     )
     p.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_streaming")
     args = p.parse_args(argv)
+    if args.passes < 1:
+        p.error("--passes must be at least 1")
 
     from hostload import HostLoad
 
