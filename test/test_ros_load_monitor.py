@@ -65,6 +65,7 @@ def test_load_monitor_publishes_budgets_and_obeys_overrides(ros):
         lambda: budgets[-1].source == "manual" and budgets[-1].pinned_level == 1, 10
     )
     assert isclose(budgets[-1].budget_ms, 42.0)
+    assert budgets[-1].other_cpu_fraction == 0.0  # nothing left out: not counted as contention
 
     (refused,) = client.set_parameters(
         MONITOR, {"min_budget_ms": 500.0}

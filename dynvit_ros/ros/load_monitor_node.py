@@ -184,7 +184,8 @@ class LoadMonitorNode(NamedParameterErrors, Node):
             pinned_level=int(self._p["pinned_level"]),
             source=source,
             valid=True,
-            other_cpu_fraction=float(s["cpu_other"]),
+            # A budget set by hand left nothing out for other processes.
+            other_cpu_fraction=0.0 if source == "manual" else float(s["cpu_other"]),
             frame_period_ms=float(self._policy.period_ms),
         )
         msg.header.stamp = self.get_clock().now().to_msg()
