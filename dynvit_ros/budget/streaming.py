@@ -163,7 +163,7 @@ class SceneChange:
 @dataclass(frozen=True)
 class StreamingPlan:
     level: int
-    deadline_ms: float  # ceil(stride) x budget: what this level's frame may take
+    deadline_ms: float  # ceil(stride) x the (stretched) budget: what this frame may take
     min_stride: int  # start the next frame no sooner than this many camera periods after
     values: list[float]  # per level: streaming value (accuracy points)
     fits: list[bool]
@@ -221,11 +221,11 @@ class StreamingChoice:
             if not (math.isfinite(medians[i]) and math.isfinite(quantiles[i])):
                 options[(i, 1)] = (-math.inf, False, budget_ms, math.inf)
                 continue
+            cycle = medians[i] + overhead
+            compute = cycle / stretch
             for min_stride in range(1, self.max_stride + 1):
-                cycle = medians[i] + overhead
                 profile = lag_profile(cycle, period_ms, min_stride)
                 deadline = math.ceil(profile.stride - 1e-6) * frame_budget
-                compute = cycle / stretch
                 busy_ok = compute <= profile.stride * budget_ms * (1.0 + self.cap_tolerance)
                 fit = busy_ok and quantiles[i] <= deadline
                 value = streaming_value(self.accuracy[i], profile, change)
