@@ -201,6 +201,8 @@ def main(argv=None) -> int:
     )
     args = p.parse_args(argv)
 
+    from hostload import HostLoad
+
     from dynvit_ros.demo.demo import cpu_burst
     from dynvit_ros.demo.node_process import NodeProcess
     from dynvit_ros.engine.levels import LevelTable
@@ -231,94 +233,98 @@ def main(argv=None) -> int:
     bench = Bench(domain, frames, labels, args.camera_hz)
     monitor = None
     results: dict = {}
-    try:
-        bench.wait_for_publisher("/segmentation/stats", [seg])
-        bench.spin(2.0)
-        # "Full-level latency" is what the full model takes on these frames in this node
-        # (camera-size resize and mask upsampling included), not the level table's figure at
-        # the model's input size.
-        bench.set_params("segformer_node", {"mode": "fixed", "skip_level": 0})
-        full_ms = statistics.median(
-            bench.run(min(10.0, args.seconds), lambda t: 1000.0)["measured"]
-        )
-        bench.set_params("segformer_node", {"mode": "fixed", "skip_level": len(levels) - 1})
-        fastest_ms = statistics.median(
-            bench.run(min(10.0, args.seconds), lambda t: 1000.0)["measured"]
-        )
-        lo, hi = trace_range(full_ms, fastest_ms)
-        print(
-            f"full level on these frames: {full_ms:.1f} ms (table: {levels[0].latency_ms} ms); "
-            f"fastest {fastest_ms:.1f} ms (table: {levels[-1].latency_ms} ms); "
-            f"traces {lo:.1f}-{hi:.1f} ms",
-            file=sys.stderr,
-        )
-        runs = [(trace, "auto", None) for trace in args.traces]
-        runs += [("sine", "fixed", k) for k in range(len(levels))]
-        runs += [(trace, "fixed", 0) for trace in args.traces if trace != "sine"]
-        runs += [("sine", "deadline", None)]
-        if not args.no_disturbed:
-            runs += [("disturbed", "auto", None), ("disturbed", "deadline", None)]
-            runs += [("disturbed", "fixed", k) for k in range(len(levels))]
-        for trace, mode, level in runs:
-            # "deadline": auto mode with selection: deadline; "auto": the shipped streaming one.
-            selection = {"selection": "deadline" if mode == "deadline" else "streaming"}
-            bench.set_params(
-                "segformer_node",
-                {
-                    "mode": "fixed" if mode == "fixed" else "auto",
-                    **selection,
-                    **({"skip_level": level} if level is not None else {}),
-                },
+    with HostLoad() as load:
+        try:
+            bench.wait_for_publisher("/segmentation/stats", [seg])
+            bench.spin(2.0)
+            # "Full-level latency" is what the full model takes on these frames in this node
+            # (camera-size resize and mask upsampling included), not the level table's figure at
+            # the model's input size.
+            bench.set_params("segformer_node", {"mode": "fixed", "skip_level": 0})
+            full_ms = statistics.median(
+                bench.run(min(10.0, args.seconds), lambda t: 1000.0)["measured"]
             )
-            label = f"{trace}/{mode}" + (f"/{level}" if level is not None else "")
-            if trace == "burst":
-                if monitor is None:
-                    monitor = NodeProcess(
-                        "load_monitor_node",
-                        "load_monitor_node",
-                        {
-                            "target_rate_hz": args.camera_hz,
-                            "publish_rate_hz": 5.0,
-                            "perception_pid": seg.pid,
-                            "max_budget_ms": round(full_ms, 1),
-                        },
-                        domain,
-                        args.out / "logs",
-                    )
-                    bench.spin(3.0)
-                procs = cpu_burst(args.seconds / 2, max(1, (os.cpu_count() or 2) // 2))
-                row = bench.run(args.seconds, lambda t: None)
-                for proc in procs:
-                    proc.join(timeout=1)
-            else:
-                if monitor is not None:
-                    monitor.stop()
-                    monitor = None
-                sine = "sine" if trace == "disturbed" else trace
-
-                def budget(t, k=sine):
-                    return trace_budget(k, t, args.seconds, lo, hi)
-
-                if trace == "disturbed":
-                    with OnOffDisturbance(args.disturb_period):
-                        row = bench.run(args.seconds, budget)
-                else:
-                    row = bench.run(args.seconds, budget)
-            results[label] = row
+            bench.set_params("segformer_node", {"mode": "fixed", "skip_level": len(levels) - 1})
+            fastest_ms = statistics.median(
+                bench.run(min(10.0, args.seconds), lambda t: 1000.0)["measured"]
+            )
+            lo, hi = trace_range(full_ms, fastest_ms)
             print(
-                f"{label:16} processed {row['processed']:4d}/{row['sent']:4d}  "
-                f"miss {row['miss_pct']:5.1f}%  "
-                f"mIoU {row['miou']:6.2f}  dropped {row['dropped']:4d}  "
-                f"mean level {row['mean_level']}",
+                f"full level on these frames: {full_ms:.1f} ms "
+                f"(table: {levels[0].latency_ms} ms); "
+                f"fastest {fastest_ms:.1f} ms (table: {levels[-1].latency_ms} ms); "
+                f"traces {lo:.1f}-{hi:.1f} ms",
                 file=sys.stderr,
-                flush=True,
             )
-    finally:
-        bench.close()
-        if monitor is not None:
-            monitor.stop()
-        seg.stop()
+            runs = [(trace, "auto", None) for trace in args.traces]
+            runs += [("sine", "fixed", k) for k in range(len(levels))]
+            runs += [(trace, "fixed", 0) for trace in args.traces if trace != "sine"]
+            runs += [("sine", "deadline", None)]
+            if not args.no_disturbed:
+                runs += [("disturbed", "auto", None), ("disturbed", "deadline", None)]
+                runs += [("disturbed", "fixed", k) for k in range(len(levels))]
+            for trace, mode, level in runs:
+                # "deadline": auto mode with selection: deadline; "auto": the shipped
+                # streaming one.
+                selection = {"selection": "deadline" if mode == "deadline" else "streaming"}
+                bench.set_params(
+                    "segformer_node",
+                    {
+                        "mode": "fixed" if mode == "fixed" else "auto",
+                        **selection,
+                        **({"skip_level": level} if level is not None else {}),
+                    },
+                )
+                label = f"{trace}/{mode}" + (f"/{level}" if level is not None else "")
+                if trace == "burst":
+                    if monitor is None:
+                        monitor = NodeProcess(
+                            "load_monitor_node",
+                            "load_monitor_node",
+                            {
+                                "target_rate_hz": args.camera_hz,
+                                "publish_rate_hz": 5.0,
+                                "perception_pid": seg.pid,
+                                "max_budget_ms": round(full_ms, 1),
+                            },
+                            domain,
+                            args.out / "logs",
+                        )
+                        bench.spin(3.0)
+                    procs = cpu_burst(args.seconds / 2, max(1, (os.cpu_count() or 2) // 2))
+                    row = bench.run(args.seconds, lambda t: None)
+                    for proc in procs:
+                        proc.join(timeout=1)
+                else:
+                    if monitor is not None:
+                        monitor.stop()
+                        monitor = None
+                    sine = "sine" if trace == "disturbed" else trace
 
+                    def budget(t, k=sine):
+                        return trace_budget(k, t, args.seconds, lo, hi)
+
+                    if trace == "disturbed":
+                        with OnOffDisturbance(args.disturb_period):
+                            row = bench.run(args.seconds, budget)
+                    else:
+                        row = bench.run(args.seconds, budget)
+                results[label] = row
+                print(
+                    f"{label:16} processed {row['processed']:4d}/{row['sent']:4d}  "
+                    f"miss {row['miss_pct']:5.1f}%  "
+                    f"mIoU {row['miou']:6.2f}  dropped {row['dropped']:4d}  "
+                    f"mean level {row['mean_level']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        finally:
+            bench.close()
+            if monitor is not None:
+                monitor.stop()
+            seg.stop()
+
+    host_load = load.report()
     select_ms = selection_overhead_ms(args.model, args.levels, cache)
     (args.out / "runs.json").write_text(json.dumps(results, indent=1))
     _plot(results, args.out, args.traces + ([] if args.no_disturbed else ["disturbed"]))
@@ -339,6 +345,7 @@ def main(argv=None) -> int:
             f"{row['processed']:9d} {row['mean_level']!s:>10}"
         )
     print(f"selection overhead: {select_ms:.3f} ms per frame (median)")
+    print(f"host load: {host_load}")
 
     def compare(trace: str) -> dict:
         keys = ("miss_pct", "miou", "dropped", "processed_pct")
@@ -364,6 +371,7 @@ def main(argv=None) -> int:
                 **compare("sine"),
                 "disturbed": compare("disturbed"),
                 "select_ms": round(select_ms, 4),
+                "host_load": host_load,
                 "traces": {
                     label: {k: row[k] for k in ("miss_pct", "miou", "dropped")}
                     for label, row in results.items()

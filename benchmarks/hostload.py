@@ -2,8 +2,11 @@
 """How busy the rest of the host was while a benchmark ran.
 
 Timings on a shared machine depend on what else runs there; benchmarks print
-this next to their figures so two runs can be compared. Linux only (reads
-``/proc/stat``); elsewhere the report is empty.
+this next to their figures so two runs can be compared. What the benchmark
+itself starts (the nodes it runs, the load it injects) is its own, not other
+load, whether it has ended or still runs: this process, its reaped children and
+its live process tree. Linux only (reads ``/proc/stat``); elsewhere the report
+is empty.
 """
 
 from __future__ import annotations
@@ -12,11 +15,26 @@ import os
 from pathlib import Path
 import time
 
+import psutil
+
 _STAT = Path("/proc/stat")
 
 
+def _live_tree_cpu() -> float:
+    """CPU seconds of this process's live descendants (and of their reaped children)."""
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            t = child.cpu_times()
+        except psutil.Error:  # ended meanwhile: counted once its parent reaps it
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
 def _snapshot() -> tuple[float, float, float, float] | None:
-    """(wall s, busy CPU s of the whole host, steal s, this process + waited children CPU s)."""
+    """(wall s, busy CPU s of the whole host, steal s, CPU s of this process and everything
+    it started)."""
     try:
         fields = [int(v) for v in _STAT.read_text().splitlines()[0].split()[1:]]
     except (OSError, ValueError, IndexError):
@@ -28,7 +46,7 @@ def _snapshot() -> tuple[float, float, float, float] | None:
         time.monotonic(),
         (user + nice + system + irq + softirq) / tick,
         steal / tick,
-        own.user + own.system + own.children_user + own.children_system,
+        own.user + own.system + own.children_user + own.children_system + _live_tree_cpu(),
     )
 
 

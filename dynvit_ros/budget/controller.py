@@ -109,6 +109,7 @@ class Controller:
         decision = self.arbiter.decide(now)
         budgets = (decision.budget_ms, energies, decision.energy_mj)
         feasible = any(self.selector.fits(quantiles, *budgets))
+        deadline, streaming, min_stride = math.nan, False, 1
         if decision.level is not None:
             level = decision.level
         elif all(math.isinf(p) for p in predicted):
@@ -119,24 +120,25 @@ class Controller:
             chosen = self.streaming.plan(
                 predicted, safe, decision.budget_ms, period_ms, change, stretch, overhead_ms
             )
-            self.infeasible_frames += not chosen.feasible
-            return Plan(
-                chosen.level,
-                decision,
-                predicted,
-                quantiles,
-                chosen.feasible,
-                energies,
-                chosen.deadline_ms,
-                True,
-                chosen.min_stride,
-            )
+            level, feasible, deadline = chosen.level, chosen.feasible, chosen.deadline_ms
+            streaming, min_stride = True, chosen.min_stride
+            self.infeasible_frames += not feasible
         else:
             level = self.selector.select(quantiles, *budgets)
             self.infeasible_frames += not feasible
             if decision.energy_mj > 0 and any(math.isnan(e) for e in energies):
                 self.energy_unknown_frames += 1
-        return Plan(level, decision, predicted, quantiles, feasible, energies)
+        return Plan(
+            level,
+            decision,
+            predicted,
+            quantiles,
+            feasible,
+            energies,
+            deadline,
+            streaming,
+            min_stride,
+        )
 
     def contention(self, decision: Decision, other_cpu: float) -> float:
         """How much of the slowdown of this node's frames the budget has already paid for.

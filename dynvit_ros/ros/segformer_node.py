@@ -207,7 +207,7 @@ class SegformerNode(NamedParameterErrors, LifecycleNode):
         )
         self.pub_stats.publish(stats)
         seg.frame_done(stats.total_ms, stats.measured_ms)
-        self.slot.hold_until(out.hold_until)
+        self.slot.hold_until(out.hold_until, out.hold_grace)
         self._log(seg.take_notice())
 
     # -- diagnostics --------------------------------------------------------------

@@ -209,9 +209,14 @@ class FrameSlot:
 
     ``put`` (the subscription callback) replaces what is waiting, counting it
     as dropped; the worker calls ``process(msg, dropped_since_last)`` on the
-    newest frame whenever it is free, and not before a time set with
-    ``hold_until`` (the streaming choice's gate: frames replaced meanwhile are
-    dropped, on purpose). ``stop`` joins the worker and discards a
+    newest frame whenever it is free. ``hold_until`` is the streaming choice's
+    gate: a frame that arrives after the gate opens is taken at once; one that
+    arrived before it is skipped (replaced by the next, and counted as dropped),
+    and taken only if nothing newer has come ``grace`` seconds after the gate
+    opened (a camera that stopped or slowed down). Waiting for the next frame
+    rather than taking an older one late is what makes a stride a stride: a
+    level that needs less than the camera period would otherwise run on every
+    frame, each one a period late. ``stop`` joins the worker and discards a
     waiting frame, so nothing is processed (or published) after it returns.
     """
 
@@ -219,17 +224,22 @@ class FrameSlot:
         self._process = process
         self._wake = threading.Condition()
         self._msg = None
+        self._arrived = 0.0
         self._dropped_since = 0
         self._running = False
         self._thread: threading.Thread | None = None
         self.received = 0
         self.dropped = 0
         self._not_before = 0.0
+        self._stale_after = 0.0
 
-    def hold_until(self, t: float) -> None:
-        """Take no frame before monotonic time ``t``."""
+    def hold_until(self, t: float, grace: float = 0.0) -> None:
+        """Take no frame that arrived before monotonic time ``t``, unless nothing newer
+        has come by ``t + grace``.
+        """
         with self._wake:
             self._not_before = float(t)
+            self._stale_after = float(t) + max(0.0, float(grace))
 
     def start(self) -> None:
         with self._wake:
@@ -258,7 +268,7 @@ class FrameSlot:
             if self._msg is not None:
                 self.dropped += 1
                 self._dropped_since += 1
-            self._msg = msg
+            self._msg, self._arrived = msg, time.monotonic()
             self._wake.notify()
 
     def counts(self) -> dict[str, int]:
@@ -269,10 +279,15 @@ class FrameSlot:
         while True:
             with self._wake:
                 while self._running:
-                    wait = self._not_before - time.monotonic()
-                    if self._msg is not None and wait <= 0:
+                    if self._msg is None:
+                        self._wake.wait()
+                        continue
+                    if self._arrived >= self._not_before:
                         break
-                    self._wake.wait(wait if self._msg is not None else None)
+                    wait = self._stale_after - time.monotonic()
+                    if wait <= 0:
+                        break
+                    self._wake.wait(wait)
                 if not self._running:
                     return
                 msg, self._msg = self._msg, None
@@ -286,7 +301,8 @@ class FrameOutput:
     colour: np.ndarray | None
     overlay: np.ndarray | None
     stats: dict  # InferenceStats fields
-    hold_until: float = 0.0  # monotonic time before which the next frame is not taken
+    hold_until: float = 0.0  # frames that arrive before this monotonic time are skipped
+    hold_grace: float = 0.0  # ... unless nothing newer comes this many seconds after it
 
 
 class Segmenter:
@@ -528,10 +544,14 @@ class Segmenter:
             with self._lock:
                 self._overhead_ms.append(extra)
 
+    def _frame_overhead_ms(self) -> float:
+        """Median of the recent frames' time outside the model (the caller holds the lock)."""
+        return float(np.median(self._overhead_ms)) if self._overhead_ms else 0.0
+
     def run(self, rgb: np.ndarray, now: float) -> FrameOutput:
         with self._lock:
             period_ms = self.camera_period_ms()
-            overhead = float(np.median(self._overhead_ms)) if self._overhead_ms else 0.0
+            overhead = self._frame_overhead_ms()
             plan = self.controller.plan(
                 now, period_ms, self.scene.rate, overhead, self._budget_other_cpu
             )
@@ -539,6 +559,7 @@ class Segmenter:
             frame_index, arrival = self._arrived_frames, self._last_arrival
         # The streaming gate: skip to the frame min_stride periods after this one.
         hold = arrival + (plan.min_stride - 0.5) * period_ms / 1e3 if plan.min_stride > 1 else 0.0
+        grace = period_ms / 1e3
         result = self.runtime.infer(rgb, plan.level)
         with self._lock:
             self.controller.observe(plan, result.infer_ms)
@@ -588,7 +609,7 @@ class Segmenter:
             macs=int(result.macs),
         )
         return FrameOutput(
-            result.mask, colour if p["publish_color"] else None, blended, stats, hold
+            result.mask, colour if p["publish_color"] else None, blended, stats, hold, grace
         )
 
     def take_notice(self) -> tuple[str, str] | None:
@@ -601,7 +622,7 @@ class Segmenter:
     def diagnostics(self, slot_counts: dict, now: float) -> tuple[int, str, dict]:
         with self._lock:
             last, recent = dict(self._last), list(self._recent_ms)
-            overhead = list(self._overhead_ms)
+            overhead = self._frame_overhead_ms()
             processed, misses = self.processed, self.deadline_misses
             errors, last_error = dict(self.errors.counts), self.errors.last_error
             stale = self.arbiter.stale(now) and self.arbiter.budget_ms <= 0
@@ -649,7 +670,7 @@ class Segmenter:
             "arrival_period_ms": self.camera_period_ms(),
             "selection": self._selection_state(),
             "scene_change_per_frame": self.scene.rate,
-            "frame_overhead_ms": float(np.median(overhead)) if overhead else 0.0,
+            "frame_overhead_ms": overhead,
             "load_factor": float(getattr(self.latency_model, "load_factor", math.nan)),
             "budget_other_cpu": self._budget_other_cpu,
             "budget_frame_period_ms": self._budget_period_ms,
