@@ -126,55 +126,53 @@ def test_controller_uses_the_streaming_choice_only_with_a_camera_period():
     assert streaming.frame_deadline_ms == pytest.approx(66.6)
 
 
-def test_frame_slot_takes_no_frame_before_the_gate_opens():
+@pytest.fixture
+def gated_slot():
+    """A started FrameSlot recording (frame, dropped) and signalling each frame it takes."""
     import threading
-    import time
 
     from dynvit_ros.ros.segmenter import FrameSlot
 
     done, finished = [], threading.Event()
     slot = FrameSlot(lambda msg, dropped: (done.append((msg, dropped)), finished.set()))
     slot.start()
-    try:
-        t0 = time.monotonic()
-        slot.hold_until(t0 + 0.3)
-        slot.put("a")
-        slot.put("b")  # replaces "a" while the gate is shut
-        assert finished.wait(5.0)
-        assert time.monotonic() - t0 >= 0.29 and done == [("b", 1)]
-    finally:
-        slot.stop()
+    yield slot, done, finished
+    slot.stop()
 
 
-def test_frame_slot_skips_a_frame_that_came_before_the_gate():
-    import threading
+def test_frame_slot_takes_no_frame_before_the_gate_opens(gated_slot):
     import time
 
-    from dynvit_ros.ros.segmenter import FrameSlot
+    slot, done, finished = gated_slot
+    t0 = time.monotonic()
+    slot.hold_until(t0 + 0.3)
+    slot.put("a")
+    slot.put("b")  # replaces "a" while the gate is shut
+    assert finished.wait(5.0)
+    assert time.monotonic() - t0 >= 0.29 and done == [("b", 1)]
 
-    done, finished = [], threading.Event()
-    slot = FrameSlot(lambda msg, dropped: (done.append((msg, dropped)), finished.set()))
-    slot.start()
-    try:
-        # A level faster than the camera with a stride of 2: the frame that came during the
-        # gate is skipped, not taken late; the next one is taken as soon as it arrives.
-        t0 = time.monotonic()
-        slot.hold_until(t0 + 0.2, grace=5.0)
-        slot.put("during the gate")
-        time.sleep(0.3)
-        assert done == []
-        slot.put("after the gate")
-        assert finished.wait(1.0)
-        assert done == [("after the gate", 1)] and time.monotonic() - t0 < 2.0
-        # With no newer frame (the camera stopped), the skipped one is taken after the grace.
-        finished.clear()
-        t1 = time.monotonic()
-        slot.hold_until(t1 + 0.1, grace=0.2)
-        slot.put("last frame")
-        assert finished.wait(5.0)
-        assert time.monotonic() - t1 >= 0.29 and done[-1] == ("last frame", 0)
-    finally:
-        slot.stop()
+
+def test_frame_slot_skips_a_frame_that_came_before_the_gate(gated_slot):
+    import time
+
+    slot, done, finished = gated_slot
+    # A level faster than the camera with a stride of 2: the frame that came during the
+    # gate is skipped, not taken late; the next one is taken as soon as it arrives.
+    t0 = time.monotonic()
+    slot.hold_until(t0 + 0.2, grace=5.0)
+    slot.put("during the gate")
+    time.sleep(0.3)
+    assert done == []
+    slot.put("after the gate")
+    assert finished.wait(1.0)
+    assert done == [("after the gate", 1)] and time.monotonic() - t0 < 2.0
+    # With no newer frame (the camera stopped), the skipped one is taken after the grace.
+    finished.clear()
+    t1 = time.monotonic()
+    slot.hold_until(t1 + 0.1, grace=0.2)
+    slot.put("last frame")
+    assert finished.wait(5.0)
+    assert time.monotonic() - t1 >= 0.29 and done[-1] == ("last frame", 0)
 
 
 def test_arrival_period_follows_a_rate_change():
