@@ -216,8 +216,9 @@ class FrameSlot:
     opened (a camera that stopped or slowed down). Waiting for the next frame
     rather than taking an older one late is what makes a stride a stride: a
     level that needs less than the camera period would otherwise run on every
-    frame, each taken up to half a period late. ``stop`` joins the worker and discards a
-    waiting frame, so nothing is processed (or published) after it returns.
+    frame, each taken up to half a period late. ``stop`` joins the worker and
+    discards a waiting frame, so nothing is processed (or published) after it
+    returns.
     """
 
     def __init__(self, process: Callable[[object, int], None]):
