@@ -92,12 +92,18 @@ bench-accuracy: venv
 bench-calibrate: venv
 	$(ENV); cd $(ROOT) && $(PY) benchmarks/bench_calibrate.py
 
-# Train the default model: sandwich training from the plain baseline (the shipped recipe, see
-# the README); TRAIN_ARGS to change it, e.g. "--skip-aware --epochs 300" from scratch.
+# Train the default model (the shipped recipe, see the README): sandwich training from the plain
+# baseline at 240x320, then at the camera's 360x480 with the sampled configuration drawn from the
+# calibration candidates. TRAIN_ARGS / TRAIN2_ARGS change a phase, e.g. TRAIN_ARGS="--skip-aware
+# --epochs 300" trains phase 1 from scratch.
 TRAIN_ARGS ?= --init models/baselines/segformer_b0_camvid_plain.safetensors --sandwich --threads 2 \
 	--lr 2e-4 --warmup 0.02 --epochs 200 --max-minutes 55 --eval-every 5 --seed 1
+TRAIN2_ARGS ?= --sandwich --students candidates --input-size 360 480 --threads 2 \
+	--lr 2e-4 --warmup 0.02 --epochs 400 --max-minutes 70 --eval-every 10 --seed 2
 train: venv
-	$(ENV); cd $(ROOT) && $(PY) -m dynvit_ros.training.train --out runs/b0_sandwich $(TRAIN_ARGS)
+	$(ENV); cd $(ROOT) && $(PY) -m dynvit_ros.training.train --out runs/b0_sandwich $(TRAIN_ARGS) \
+	    && $(PY) -m dynvit_ros.training.train --out runs/b0_v2_480 \
+	    --init runs/b0_sandwich/final.safetensors $(TRAIN2_ARGS)
 
 clean:
 	rm -rf $(ROOT)/build $(ROOT)/install $(ROOT)/log

@@ -6,11 +6,17 @@ import random
 import torch
 import torch.nn.functional as F
 
+from dynvit_ros.engine.levels import candidate_configs
 from dynvit_ros.engine.macs import count_layers, total_macs
 from dynvit_ros.engine.model import VARIANTS, build_segformer
 from dynvit_ros.engine.skip import FULL
 from dynvit_ros.training import camvid
-from dynvit_ros.training.train import cheapest_config, sample_skip, sandwich_step
+from dynvit_ros.training.train import (
+    cheapest_config,
+    sample_skip,
+    sandwich_step,
+    shippable_students,
+)
 
 
 def test_cheapest_config_has_the_fewest_macs_of_the_candidates():
@@ -19,6 +25,15 @@ def test_cheapest_config_has_the_fewest_macs_of_the_candidates():
     macs = lambda c: total_macs(count_layers(spec, 11, (240, 320), c))  # noqa: E731
     assert macs(cheapest) < 0.2 * macs(FULL)
     assert cheapest.input_scale < 1.0 and cheapest.skip_block
+
+
+def test_shippable_students_are_the_candidates_between_the_slices():
+    spec = VARIANTS["b0"]
+    cheapest = cheapest_config(spec, 11, (360, 480))
+    students = shippable_students(spec, cheapest)
+    assert FULL not in students and cheapest not in students
+    assert len(students) == len(candidate_configs(spec)) - 2
+    assert {c.input_scale for c in students} == {1.0, 0.75, 0.5}
 
 
 def test_sandwich_step_trains_the_full_model_on_labels_and_students_on_it():

@@ -162,10 +162,11 @@ class SegformerNode(NamedParameterErrors, LifecycleNode):
 
     # -- inputs -------------------------------------------------------------------
     def _on_image(self, msg) -> None:
+        now = time.monotonic()  # one arrival instant for the gate and the camera period
         seg = self.seg
         if seg is not None:
-            self._log(seg.arrived(msg.header.stamp))
-        self.slot.put(msg)
+            self._log(seg.arrived(msg.header.stamp, now))
+        self.slot.put(msg, now)
 
     def _on_budget(self, msg: ComputeBudget) -> None:
         seg = self.seg

@@ -261,7 +261,8 @@ class FrameSlot:
             self._thread.join(timeout)
         self._thread = None
 
-    def put(self, msg) -> None:
+    def put(self, msg, arrived: float | None = None) -> None:
+        """Offer a frame that arrived at monotonic time ``arrived`` (default: now)."""
         with self._wake:
             if not self._running:
                 return
@@ -269,7 +270,8 @@ class FrameSlot:
             if self._msg is not None:
                 self.dropped += 1
                 self._dropped_since += 1
-            self._msg, self._arrived = msg, time.monotonic()
+            self._msg = msg
+            self._arrived = time.monotonic() if arrived is None else float(arrived)
             self._wake.notify()
 
     def counts(self) -> dict[str, int]:
@@ -506,13 +508,14 @@ class Segmenter:
         """The camera's frame period: from arrival times, else the budgets' (0: unknown)."""
         return self.arrivals.period_ms() or self._budget_period_ms
 
-    def arrived(self, stamp) -> tuple[str, str] | None:
-        """Note a frame's arrival (any frame, dropped or not); returns a line to log once when
-        the camera is clearly faster than the frame period the budgets assume.
+    def arrived(self, stamp, now: float) -> tuple[str, str] | None:
+        """Note a frame's arrival at monotonic time ``now`` (any frame, dropped or not; the
+        same instant the frame slot's gate compares); returns a line to log once when the
+        camera is clearly faster than the frame period the budgets assume.
         """
         with self._lock:
             self.stream.arrived(to_ns(stamp))
-            self._last_arrival = time.monotonic()
+            self._last_arrival = float(now)
             self.arrivals.arrived(self._last_arrival)
             self._arrived_frames += 1
             if self._rate_warned or not self.stream.faster_than(self._budget_period_ms):

@@ -10,6 +10,9 @@ full configuration on the labels and, by in-place distillation, the cheapest
 candidate and a sampled one on the full configuration's soft predictions, so
 the full model stays the most accurate level and the others learn to agree
 with it (which is also what the label-free calibration score measures).
+``--students candidates`` samples that one among the calibration candidates,
+so training time goes to the configurations a level table can ship rather than
+to arbitrary mixes of the knobs.
 
 CPU-friendly (uses CUDA when present), resumable (``--resume``), AdamW with
 linear warm-up and a poly schedule. The schedule runs on progress = the larger
@@ -76,6 +79,13 @@ def cheapest_config(spec: VariantSpec, num_classes: int, input_hw) -> SkipConfig
     )
 
 
+def shippable_students(spec: VariantSpec, cheapest: SkipConfig) -> list[SkipConfig]:
+    """The calibration candidates other than the full model and the cheapest one: the
+    configurations a level table can ship, which ``--students candidates`` trains directly.
+    """
+    return [c for c in candidate_configs(spec) if c not in (FULL, cheapest)]
+
+
 def _at(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
 
@@ -138,6 +148,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--sandwich",
         action="store_true",
         help="full on labels + cheapest and one sampled configuration distilled from it",
+    )
+    p.add_argument(
+        "--students",
+        choices=("random", "candidates"),
+        default="random",
+        help="where the sandwich's sampled configuration comes from: any mix of the paper's "
+        "knobs, or the calibration candidates (the configurations a level table can ship)",
     )
     p.add_argument("--eval-every", type=int, default=5, help="epochs between val mIoU logs")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
@@ -211,6 +228,7 @@ def main(argv=None) -> int:
         },
     )
     cheapest = cheapest_config(model.variant, camvid.NUM_CLASSES, args.input_size)
+    candidates = shippable_students(model.variant, cheapest)
     start = time.time()
     order: list[int] = []
     bar = tqdm(total=total_steps, initial=step, desc="train", mininterval=30, file=sys.stderr)
@@ -233,7 +251,11 @@ def main(argv=None) -> int:
         labels = torch.from_numpy(np.stack([b[1] for b in batch])).long().to(device)
         optimizer.zero_grad(set_to_none=True)
         if args.sandwich:
-            sampled = sample_skip(model.variant, rng, p_full=0.0)
+            sampled = (
+                rng.choice(candidates)
+                if args.students == "candidates"
+                else sample_skip(model.variant, rng, p_full=0.0)
+            )
             loss = sandwich_step(model, images, labels, weights, [cheapest, sampled])
         else:
             skip = sample_skip(model.variant, rng) if args.skip_aware else FULL
