@@ -351,7 +351,10 @@ class Campaign:
                     [math.nan, math.inf, -math.inf, -5.0, 0.0, 1.4e-45, 1e30, -1e-300]
                 )
             elif kind == 1:
-                msg.budget_ms, msg.pinned_level = 50.0, r.choice([-2, -32768, 8, 100, 32767])
+                msg.budget_ms, msg.pinned_level = (
+                    50.0,
+                    r.choice([-2, -32768, 100, 255, 32767]),
+                )  # beyond any shipped table
             elif kind == 2:
                 msg.budget_ms = 50.0
                 msg.expires_after = Duration(sec=r.choice([-1, -100, -(2**31)]), nanosec=0)
