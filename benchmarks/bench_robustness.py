@@ -337,8 +337,10 @@ class Campaign:
     def hostile_budgets(self, pub_budget, count: int) -> None:
         from builtin_interfaces.msg import Duration
 
+        from dynvit_ros.engine.levels import LevelTable
         from dynvit_ros.msg import ComputeBudget
 
+        levels = len(LevelTable.load(self.params()["levels_path"]))
         before = self.settle(1.0)
         accepted0 = int(before.get("budgets_received", 0))
         r = self.rng
@@ -351,10 +353,9 @@ class Campaign:
                     [math.nan, math.inf, -math.inf, -5.0, 0.0, 1.4e-45, 1e30, -1e-300]
                 )
             elif kind == 1:
-                msg.budget_ms, msg.pinned_level = (
-                    50.0,
-                    r.choice([-2, -32768, 100, 255, 32767]),
-                )  # beyond any shipped table
+                # The first level past the table is the boundary case.
+                msg.budget_ms = 50.0
+                msg.pinned_level = r.choice([-2, -32768, levels, levels + 92, 32767])
             elif kind == 2:
                 msg.budget_ms = 50.0
                 msg.expires_after = Duration(sec=r.choice([-1, -100, -(2**31)]), nanosec=0)
