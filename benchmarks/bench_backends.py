@@ -38,8 +38,6 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hostload import HostLoad  # noqa: E402
-
 from dynvit_ros.engine import onnx_export as ox  # noqa: E402
 from dynvit_ros.engine.backends import TorchBackend, load_backend  # noqa: E402
 from dynvit_ros.engine.checkpoint import load_model  # noqa: E402
@@ -48,6 +46,7 @@ from dynvit_ros.engine.macs import count_layers, total_macs  # noqa: E402
 from dynvit_ros.engine.masks import logits_to_masks  # noqa: E402
 from dynvit_ros.engine.skip import FULL  # noqa: E402
 from dynvit_ros.host import cpu_model, tune_allocator  # noqa: E402
+from dynvit_ros.hostload import HostLoad  # noqa: E402
 
 
 def default_backend() -> str:

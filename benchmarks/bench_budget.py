@@ -201,11 +201,10 @@ def main(argv=None) -> int:
     )
     args = p.parse_args(argv)
 
-    from hostload import HostLoad
-
     from dynvit_ros.demo.demo import cpu_burst
     from dynvit_ros.demo.node_process import NodeProcess
     from dynvit_ros.engine.levels import LevelTable
+    from dynvit_ros.hostload import HostLoad
 
     frames, labels, frame_hw = camvid_val_jpegs()
     levels = LevelTable.load(args.levels)

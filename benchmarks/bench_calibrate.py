@@ -50,8 +50,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hostload import HostLoad  # noqa: E402
-
 from dynvit_ros.demo.camvid_sample import val_bag  # noqa: E402
 from dynvit_ros.engine.checkpoint import load_model  # noqa: E402
 from dynvit_ros.engine.levels import (  # noqa: E402
@@ -64,6 +62,7 @@ from dynvit_ros.engine.macs import count_layers, total_macs  # noqa: E402
 from dynvit_ros.engine.model import VARIANTS  # noqa: E402
 from dynvit_ros.engine.skip import FULL  # noqa: E402
 from dynvit_ros.host import tune_allocator  # noqa: E402
+from dynvit_ros.hostload import HostLoad  # noqa: E402
 from dynvit_ros.training import calibrate, camvid, sources  # noqa: E402
 from dynvit_ros.training.calibrate import MIN_STEP  # noqa: E402
 from dynvit_ros.training.scoring import Scorer, spearman  # noqa: E402

@@ -24,12 +24,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hostload import HostLoad  # noqa: E402
-
 from dynvit_ros.engine.checkpoint import load_model  # noqa: E402
 from dynvit_ros.engine.macs import PAPER_ADE20K_GMACS, mac_report  # noqa: E402
 from dynvit_ros.engine.model import VARIANTS  # noqa: E402
 from dynvit_ros.engine.skip import FULL, SkipConfig  # noqa: E402
+from dynvit_ros.hostload import HostLoad  # noqa: E402
 
 
 def hf_and_ours(variant: str, num_labels: int = 150):

@@ -24,7 +24,6 @@ import time
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hostload import HostLoad  # noqa: E402
 import torch  # noqa: E402
 
 from dynvit_ros.budget.tail import TailEstimator  # noqa: E402
@@ -34,6 +33,7 @@ from dynvit_ros.engine.levels import LevelTable, candidate_configs  # noqa: E402
 from dynvit_ros.engine.macs import count_layers, total_macs  # noqa: E402
 from dynvit_ros.engine.model import VARIANTS, build_segformer  # noqa: E402
 from dynvit_ros.engine.skip import FULL  # noqa: E402
+from dynvit_ros.hostload import HostLoad  # noqa: E402
 from dynvit_ros.latency.accelerator import estimate, fit_overheads, load_hardware  # noqa: E402
 from dynvit_ros.latency.base import LatencyContext, load_latency_model  # noqa: E402
 

@@ -151,9 +151,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_multicam")
     args = p.parse_args(argv)
 
-    from hostload import HostLoad
-
     from dynvit_ros.demo.node_process import NodeProcess
+    from dynvit_ros.hostload import HostLoad
 
     frames, labels, frame_hw = camvid_val_jpegs()
     domain = 100 + os.getpid() % 50

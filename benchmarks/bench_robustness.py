@@ -710,7 +710,7 @@ def main(argv=None) -> int:
     # The shipped DDS settings, as the launch files set them, for every process started here.
     os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(DDS_PROFILE))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    from hostload import HostLoad
+    from dynvit_ros.hostload import HostLoad
 
     started = time.monotonic()
     with HostLoad() as load:

@@ -196,10 +196,9 @@ def main(argv=None) -> int:
     if args.passes < 1:
         p.error("--passes must be at least 1")
 
-    from hostload import HostLoad
-
     from dynvit_ros.demo.node_process import NodeProcess
     from dynvit_ros.engine.levels import LevelTable
+    from dynvit_ros.hostload import HostLoad
 
     frames, labels, frame_hw = camvid_val_jpegs()
     levels = LevelTable.load(args.levels)

@@ -231,6 +231,9 @@ def test_from_a_bag_without_labels(tiny, tmp_path, capsys):
     assert result["score"] == "agreement" and result["levels_out"] == str(out)
     assert [r["name"] for r in result["levels"]] == [lv.name for lv in table]
     assert result["levels"][0]["pixel_agreement"] == 100.0
+    # What else ran while the levels were timed, in the table and the JSON (Linux: /proc/stat).
+    assert set(result["host_load"]) == {"other_cpu_pct", "steal_pct"}
+    assert info["search"]["host_load"] == result["host_load"]
 
     # An existing table is kept unless --force.
     before = out.read_text()

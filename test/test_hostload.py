@@ -1,16 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The benchmarks' host-load report counts what the benchmark started as its own."""
+"""The host-load report (benchmarks, calibration) counts what the run started as its own."""
 
-from pathlib import Path
 import subprocess
 import sys
 import time
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from hostload import _snapshot  # noqa: E402
+from dynvit_ros.hostload import _snapshot
 
 
 def test_a_live_child_process_is_the_benchmarks_own_cpu():

@@ -6,7 +6,7 @@ import random
 import torch
 import torch.nn.functional as F
 
-from dynvit_ros.engine.levels import candidate_configs
+from dynvit_ros.engine.levels import LevelTable, candidate_configs
 from dynvit_ros.engine.macs import count_layers, total_macs
 from dynvit_ros.engine.model import VARIANTS, build_segformer
 from dynvit_ros.engine.skip import FULL
@@ -16,6 +16,7 @@ from dynvit_ros.training.train import (
     sample_skip,
     sandwich_step,
     shippable_students,
+    table_students,
 )
 
 
@@ -34,6 +35,14 @@ def test_shippable_students_are_the_candidates_between_the_slices():
     assert FULL not in students and cheapest not in students
     assert len(students) == len(candidate_configs(spec)) - 2
     assert {c.input_scale for c in students} == {1.0, 0.75, 0.5}
+
+
+def test_table_students_are_the_shipped_levels_between_the_slices(tmp_path):
+    spec = VARIANTS["b0"]
+    cheapest = cheapest_config(spec, 11, (360, 480))
+    middle = [c for c in candidate_configs(spec) if c not in (FULL, cheapest)][:3]
+    path = LevelTable.from_configs([FULL, *middle, cheapest]).save(tmp_path / "levels.yaml")
+    assert table_students(path, cheapest) == middle
 
 
 def test_sandwich_step_trains_the_full_model_on_labels_and_students_on_it():

@@ -67,6 +67,7 @@ from dynvit_ros.engine.levels import (
 from dynvit_ros.engine.macs import count_layers, total_macs
 from dynvit_ros.engine.skip import FULL, SkipConfig
 from dynvit_ros.host import cpu_model, tune_allocator
+from dynvit_ros.hostload import HostLoad
 from dynvit_ros.latency.base import LatencyContext
 from dynvit_ros.latency.profiled import ProfiledLatencyModel
 from dynvit_ros.training import camvid, sources
@@ -535,25 +536,26 @@ def run(args, argv: Sequence[str]) -> int:
         f"{input_hw[0]}x{input_hw[1]}), {len(configs)} configurations, {len(frames)} frames "
         f"({frames.info.get('kind')}), score: {kind}, {args.threads} threads"
     )
-    result = search(
-        model,
-        frames,
-        configs,
-        input_hw,
-        meta.mean,
-        meta.std,
-        kind,
-        threads=args.threads,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        frame_hw=frame_hw,
-        prune_frames=None if (args.no_prune or args.levels) else args.prune_frames,
-        prune_margin=args.prune_margin,
-        batch_size=args.batch_size,
-        progress=progress,
-        log=_log,
-        uncertain=args.uncertain,
-    )
+    with HostLoad() as load:
+        result = search(
+            model,
+            frames,
+            configs,
+            input_hw,
+            meta.mean,
+            meta.std,
+            kind,
+            threads=args.threads,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            frame_hw=frame_hw,
+            prune_frames=None if (args.no_prune or args.levels) else args.prune_frames,
+            prune_margin=args.prune_margin,
+            batch_size=args.batch_size,
+            progress=progress,
+            log=_log,
+            uncertain=args.uncertain,
+        )
     labelled = frames.labelled
     accuracy = (
         f"mIoU (%) against labels, {meta.num_classes} classes, ignore id {frames.ignore_id}"
@@ -584,6 +586,8 @@ def run(args, argv: Sequence[str]) -> int:
             "failed": len(result.failed),
             "first_pass_frames": result.stage_frames,
             "seconds": round(result.seconds, 1),
+            # What else ran while the levels were timed (their latencies depend on it).
+            "host_load": load.report(),
         },
         "command": _command(argv),
     }
@@ -651,6 +655,7 @@ def run(args, argv: Sequence[str]) -> int:
                 "class_iou": rows[0]["class_iou"] if labelled and rows else None,
                 "failed": sorted(result.failed),
                 "search_s": round(result.seconds, 1),
+                "host_load": info["search"]["host_load"],
                 "total_s": round(time.perf_counter() - started, 1),
                 "levels_out": str(levels_out) if levels_out and not args.levels else None,
                 "posthoc_vs_skipaware": comparison,

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from dynvit_ros.engine.checkpoint import ModelMetadata, save_checkpoint
-from dynvit_ros.engine.levels import candidate_configs
+from dynvit_ros.engine.levels import LevelTable, candidate_configs
 from dynvit_ros.engine.macs import count_layers, total_macs
 from dynvit_ros.engine.model import SegFormer, VariantSpec, build_segformer
 from dynvit_ros.engine.preprocess import IMAGENET_MEAN, IMAGENET_STD, to_tensor
@@ -84,6 +84,13 @@ def shippable_students(spec: VariantSpec, cheapest: SkipConfig) -> list[SkipConf
     configurations a level table can ship, which ``--students candidates`` trains directly.
     """
     return [c for c in candidate_configs(spec) if c not in (FULL, cheapest)]
+
+
+def table_students(levels_path: str | Path, cheapest: SkipConfig) -> list[SkipConfig]:
+    """The configurations a level table ships, other than the full model and the cheapest
+    one: ``--students table`` spends a fine-tuning phase on exactly the levels a node runs.
+    """
+    return [c for c in LevelTable.load(levels_path).configs if c not in (FULL, cheapest)]
 
 
 def _at(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -151,10 +158,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument(
         "--students",
-        choices=("random", "candidates"),
+        choices=("random", "candidates", "table"),
         default="random",
         help="where the sandwich's sampled configuration comes from: any mix of the paper's "
-        "knobs, or the calibration candidates (the configurations a level table can ship)",
+        "knobs, the calibration candidates (the configurations a level table can ship), or "
+        "the levels of --levels (the configurations a table does ship)",
+    )
+    p.add_argument(
+        "--levels",
+        default="config/segformer_b0_camvid.levels.yaml",
+        help="level table whose configurations --students table trains",
     )
     p.add_argument("--eval-every", type=int, default=5, help="epochs between val mIoU logs")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
@@ -228,7 +241,11 @@ def main(argv=None) -> int:
         },
     )
     cheapest = cheapest_config(model.variant, camvid.NUM_CLASSES, args.input_size)
-    candidates = shippable_students(model.variant, cheapest)
+    candidates = (
+        table_students(args.levels, cheapest)
+        if args.students == "table"
+        else shippable_students(model.variant, cheapest)
+    )
     start = time.time()
     order: list[int] = []
     bar = tqdm(total=total_steps, initial=step, desc="train", mininterval=30, file=sys.stderr)
@@ -253,7 +270,7 @@ def main(argv=None) -> int:
         if args.sandwich:
             sampled = (
                 rng.choice(candidates)
-                if args.students == "candidates"
+                if args.students in ("candidates", "table")
                 else sample_skip(model.variant, rng, p_full=0.0)
             )
             loss = sandwich_step(model, images, labels, weights, [cheapest, sampled])

@@ -1,11 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""How busy the rest of the host was while a benchmark ran.
+"""How busy the rest of the host was while a benchmark or a calibration ran.
 
-Timings on a shared machine depend on what else runs there; benchmarks print
-this next to their figures so two runs can be compared. What the benchmark
-itself starts (the nodes it runs, the load it injects) is its own, not other
-load, whether it has ended or still runs: this process, its reaped children and
-its live process tree. Linux only (reads ``/proc/stat``); elsewhere the report
+Timings on a shared machine depend on what else runs there; benchmarks and
+``calibrate`` print this next to their figures so two runs can be compared.
+What the run itself starts (the nodes it runs, the load it injects) is its
+own, not other load, whether it has ended or still runs: this process, its
+reaped children and its live process tree. Linux only (reads ``/proc/stat``); elsewhere the report
 is empty.
 """
 
@@ -34,7 +34,8 @@ def _live_tree_cpu() -> float:
 
 def _snapshot() -> tuple[float, float, float, float] | None:
     """(wall s, busy CPU s of the whole host, steal s, CPU s of this process and everything
-    it started)."""
+    it started).
+    """
     try:
         fields = [int(v) for v in _STAT.read_text().splitlines()[0].split()[1:]]
     except (OSError, ValueError, IndexError):
@@ -62,7 +63,8 @@ class HostLoad:
 
     def report(self) -> dict[str, float]:
         """``other_cpu_pct``: CPU used by other processes, in % of all cores over the run;
-        ``steal_pct``: time the hypervisor gave this VM's CPUs to others, same unit."""
+        ``steal_pct``: time the hypervisor gave this VM's CPUs to others, same unit.
+        """
         if self._start is None or self._end is None:
             return {}
         wall, busy, steal, own = (b - a for a, b in zip(self._start, self._end))
