@@ -5,8 +5,12 @@ Timings on a shared machine depend on what else runs there; benchmarks and
 ``calibrate`` print this next to their figures so two runs can be compared.
 What the run itself starts (the nodes it runs, the load it injects) is its
 own, not other load, whether it has ended or still runs: this process, its
-reaped children and its live process tree. Linux only (reads ``/proc/stat``); elsewhere the report
-is empty.
+reaped children and its live process tree. Linux only (reads ``/proc/stat``);
+elsewhere the report is empty.
+
+psutil (the ``monitor`` extra) finds the live process tree. ``calibrate`` is part
+of the base install and starts no processes, so without psutil live descendants
+are simply not counted rather than making psutil a dependency of calibration.
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ import os
 from pathlib import Path
 import time
 
-import psutil
-
 _STAT = Path("/proc/stat")
 
 
 def _live_tree_cpu() -> float:
     """CPU seconds of this process's live descendants (and of their reaped children)."""
+    try:
+        import psutil
+    except ImportError:  # see the module doc
+        return 0.0
     total = 0.0
     for child in psutil.Process().children(recursive=True):
         try:
