@@ -28,7 +28,7 @@ def test_weights_are_small_fp16_with_metadata(shipped):
     assert (
         meta.variant == "b0" and meta.num_classes == 11 and meta.class_names == camvid.CLASS_NAMES
     )
-    assert len(meta.palette) == 11 and meta.input_size == [360, 480]
+    assert len(meta.palette) == 11 and meta.input_size == [352, 480]
     assert "CC BY-NC 4.0" in meta.provenance["data_license"]
     assert meta.provenance["training_command"].startswith("python -m dynvit_ros.train")
 

@@ -19,7 +19,7 @@ from dynvit_ros.engine.levels import (
     thin_levels,
     thinning_loss,
 )
-from dynvit_ros.engine.model import VARIANTS
+from dynvit_ros.engine.model import GRID, VARIANTS, scaled_size, stage_sizes
 from dynvit_ros.engine.skip import FULL, SkipConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -219,3 +219,16 @@ def test_thinning_keeps_the_ends_and_loses_the_least_accuracy():
     assert [lv.name for lv in thin_levels(front, 3)] == ["a", "c", "d"]
     assert thin_levels(front, 10) is front
     assert len(thin_levels(front, 1)) == 1
+
+
+@pytest.mark.parametrize("scale", [0.1, 0.3, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 1.25])
+def test_scaled_inputs_tile_the_encoder_grid(scale):
+    # Off the 32-pixel grid the stages' token grids overhang the image unequally and the
+    # decoder misaligns them; scale 1 keeps the model's own size untouched.
+    for hw in ((360, 480), (352, 480), (240, 320), (61, 97)):
+        h, w = scaled_size(*hw, scale)
+        assert h % GRID == 0 and w % GRID == 0 and h >= GRID and w >= GRID
+        assert abs(h - hw[0] * scale) <= GRID / 2 or h == GRID
+        assert abs(w - hw[1] * scale) <= GRID / 2 or w == GRID
+        assert stage_sizes(h, w, VARIANTS["b0"])[3] == (h // GRID, w // GRID)
+        assert scaled_size(*hw, 1.0) == hw

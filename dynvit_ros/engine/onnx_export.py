@@ -149,6 +149,8 @@ def graph_specs(
             "input_hw": [height, width],
             "level": level.level,
             "config": config_key(level.config),
+            # The encoder's input size: how the code snaps a scale is part of the graph.
+            "encoder_hw": list(scaled_size(height, width, level.config.input_scale)),
         }
         out_hw = logits_hw(model.variant, (height, width), level.config)
         specs.append(

@@ -56,7 +56,9 @@ class SkipConfig:
       reads them.
     - ``fuse_stride``: resolution of the decoder's fuse and classifier
       (4 is the reference; 8/16/32 are coarser).
-    - ``input_scale``: the input is resized by this factor before the encoder.
+    - ``input_scale``: the input is resized by about this factor before the
+      encoder, each side snapped to the encoder's 32-pixel grid
+      (:func:`dynvit_ros.engine.model.scaled_size`).
     """
 
     name: str = field(default="full", compare=False)

@@ -61,6 +61,7 @@ import torch.nn.functional as F
 from dynvit_ros.engine.backends import TorchBackend
 from dynvit_ros.engine.macs import count_layers, total_macs
 from dynvit_ros.engine.masks import logits_to_masks
+from dynvit_ros.engine.model import scaled_size
 from dynvit_ros.engine.skip import SkipConfig
 from dynvit_ros.host import allocator_settings, cpu_model
 from dynvit_ros.latency.base import LatencyContext, LatencyModel, LatencyModelError, Prediction
@@ -184,6 +185,7 @@ class ProfiledLatencyModel(LatencyModel):
             "allocator": allocator_settings(),
             "backend": self.backend.describe(),
             "configs": [_config_key(c) for c in self.configs],
+            "encoder_hw": [list(scaled_size(*self.input_hw, c.input_scale)) for c in self.configs],
         }
 
     def _read_cache(self) -> list[float] | None:
