@@ -81,7 +81,8 @@ LEVELS := config/segformer_b0_camvid.levels.yaml
 # Re-run the level search from CamVid val (writes outputs/, not the shipped table).
 eval: venv
 	$(ENV); cd $(ROOT) && $(PY) -m dynvit_ros.training.calibrate --model $(MODEL) --baseline $(BASELINE) \
-	    --camvid --no-prune --levels-out outputs/segformer_b0_camvid.levels.yaml --force
+	    --camvid --no-prune --scales 1,0.75,0.6,0.5,0.4 --repeats 15 --warmup 2 \
+	    --levels-out outputs/segformer_b0_camvid.levels.yaml --force
 
 # Accuracy and latency of the shipped levels on CamVid val, post-hoc vs skip-aware.
 bench-accuracy: venv
