@@ -90,11 +90,11 @@ def scaled_size(height: int, width: int, scale: float, grid: int = GRID) -> tupl
     cell), so that every stage's token grid tiles the image exactly. Off the grid
     the strided, padded convolutions give each stage a grid that overhangs the
     image by a different amount, the decoder's upsampling then misaligns the
-    stages, and a model trained on grid-aligned crops loses up to 4 mIoU (CamVid
-    val, 0.5 scale: 180x240 57.3, 192x256 61.1). Scale 1 keeps the model's own
-    input size. Callers pass plain ints (see :meth:`SegFormer.forward`): a level's
-    geometry is decided once from the static input size, never traced as tensor
-    arithmetic.
+    stages, and a model trained on grid-aligned crops loses accuracy (CamVid val,
+    0.6 of 352x480: 211x288 58.8, 224x288 61.5; benchmarks/bench_geometry.py).
+    Scale 1 keeps the model's own input size. Callers pass plain ints (see
+    :meth:`SegFormer.forward`): a level's geometry is decided once from the static
+    input size, never traced as tensor arithmetic.
     """
     if scale == 1.0:
         return height, width
