@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 ENV := export VENV=$(VENV); source $(ROOT)/tools/env.sh
 PYTEST_ARGS ?=
 
-.PHONY: venv build lint test demo bench-engine bench-latency bench-allocator bench-node bench-budget bench-multicam bench-backends bench-robustness bench-streaming bench-accuracy bench-calibrate bench-energy eval train clean
+.PHONY: venv build lint test demo bench-engine bench-latency bench-allocator bench-node bench-budget bench-multicam bench-backends bench-robustness bench-streaming bench-accuracy bench-geometry bench-calibrate bench-energy eval train clean
 
 venv:
 	VENV=$(VENV) $(ROOT)/tools/setup_venv.sh
@@ -88,6 +88,10 @@ eval: venv
 bench-accuracy: venv
 	$(ENV); cd $(ROOT) && $(PY) -m dynvit_ros.training.calibrate --model $(MODEL) --baseline $(BASELINE) \
 	    --camvid --levels $(LEVELS)
+
+# The shipped weights with encoder inputs on and off the 32-pixel grid (CamVid val and train).
+bench-geometry: venv
+	$(ENV); cd $(ROOT) && $(PY) benchmarks/bench_geometry.py
 
 # Label-free calibration checked against CamVid labels, and what a search costs for B0 and B2.
 bench-calibrate: venv
