@@ -109,10 +109,6 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def config_key(config: SkipConfig) -> dict:
-    return {k: v for k, v in config.to_dict().items() if k != "name"}
-
-
 def logits_hw(spec: VariantSpec, input_hw: tuple[int, int], config: SkipConfig) -> tuple[int, int]:
     """Size of the logits a level returns (the fuse grid of the scaled, unpadded input)."""
     scaled = scaled_size(int(input_hw[0]), int(input_hw[1]), config.input_scale)
@@ -148,7 +144,7 @@ def graph_specs(
             "num_classes": int(metadata.num_classes),
             "input_hw": [height, width],
             "level": level.level,
-            "config": config_key(level.config),
+            "config": level.config.key(),
             # The encoder's input size: how the code snaps a scale is part of the graph.
             "encoder_hw": list(scaled_size(height, width, level.config.input_scale)),
         }

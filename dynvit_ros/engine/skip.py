@@ -143,6 +143,10 @@ class SkipConfig:
                 )
         return out
 
+    def key(self) -> dict:
+        """What the configuration computes, without its display name (caches key on it)."""
+        return {k: v for k, v in self.to_dict().items() if k != "name"}
+
     @classmethod
     def from_dict(cls, data: dict) -> "SkipConfig":
         known = {f.name for f in fields(cls)}

@@ -76,10 +76,6 @@ def default_cache_dir() -> Path:
     return Path(base) / "dynvit_ros" / "latency"
 
 
-def _config_key(config: SkipConfig) -> dict:
-    return {k: v for k, v in config.to_dict().items() if k != "name"}
-
-
 class ProfiledLatencyModel(LatencyModel):
     """Options: ``backend`` (the runtime's backend object; default eager torch),
     ``threads``, ``warmup`` (3), ``repeats`` (10), ``call`` ("predict" or "forward"),
@@ -184,7 +180,7 @@ class ProfiledLatencyModel(LatencyModel):
             "frame_hw": list(self.frame_hw or ()),
             "allocator": allocator_settings(),
             "backend": self.backend.describe(),
-            "configs": [_config_key(c) for c in self.configs],
+            "configs": [c.key() for c in self.configs],
             "encoder_hw": [list(scaled_size(*self.input_hw, c.input_scale)) for c in self.configs],
         }
 
