@@ -20,9 +20,13 @@ arrive every few frames and are some frames old when used. For a level:
   is what the monitor asks for, to within ``cap_tolerance`` (10%: about the
   accuracy of a latency prediction, so that a budget of 95% of the period
   still lets a level run back to back); each of its frames must be out within
-  ``ceil(stride)`` budgets (its deadline), checked with its (1 - miss target)
-  quantile. For a level that keeps up (stride 1) on a quiet host both are the
-  deadline selector's test: quantile <= budget;
+  ``ceil(stride)`` budgets, with the same tolerance but never beyond as many
+  camera periods (its deadline: a mask out before the next frame it would
+  take arrives is as fresh as it can be), checked with its (1 - miss target)
+  quantile. Without the tolerance, a budget a few percent under the period
+  would forbid a level whose p97 lies between the two from running back to
+  back, and gating it to every other frame costs more than its rare late
+  frame;
 - a load monitor's budget leaves out what other processes take, and the
   same contention stretches the node's frames: counted twice, a one-core
   burst on two cores would cut the node to a quarter. The caller passes the
@@ -40,6 +44,20 @@ only if the node also idles: each level is also tried with a gate of 2 to
 ...), which the node then holds. When every level keeps up with the camera
 (all L <= T) no mask is ever stale and the choice is the deadline selector's:
 the most accurate level that fits. Pure and clock-free.
+
+The lag profile is a model: a fixed frame time, masks out the instant the
+model finishes. In a node, frame times scatter around their median (a
+profile near a whole number of periods is worse on average than at its
+median), a level just switched to runs slower for a while, and publishing
+takes time. So, after Chanakya (Ghosh et al., NeurIPS 2023: learn the run-time
+choice from what it achieved), each level's value is corrected by what its
+masks actually achieved: the caller reports, at every camera frame, the age in
+frames of the newest mask it has published (:meth:`StreamingChoice.realised`);
+the ratio of the realised ``(1 - c) ** age`` to the freshness the profile
+promised for the option in force is averaged per level (exponentially,
+``correction_rate``), and multiplies that level's value from then on. A level
+never run keeps the model's value (1), so the choice still tries it; one that
+did worse than promised loses its edge over the neighbours it was tied with.
 """
 
 from __future__ import annotations
@@ -97,10 +115,15 @@ def _profile(ratio: float, min_stride: int) -> LagProfile:
     return LagProfile(tuple(lags), max(stride, 1.0), min(1.0, ratio / max(stride, 1.0)))
 
 
+def freshness(profile: LagProfile, change: float) -> float:
+    """Share of the scene still as the newest mask shows it, averaged over camera frames."""
+    keep = 1.0 - min(max(change, 0.0), 1.0)
+    return float(np.mean([keep**lag for lag in profile.lags]))
+
+
 def streaming_value(accuracy: float, profile: LagProfile, change: float) -> float:
     """Expected accuracy of the mask the robot has at a camera frame."""
-    keep = 1.0 - min(max(change, 0.0), 1.0)
-    return accuracy * float(np.mean([keep**lag for lag in profile.lags]))
+    return accuracy * freshness(profile, change)
 
 
 class ArrivalPeriod:
@@ -178,6 +201,8 @@ class StreamingChoice:
         min_gain: float = 0.2,
         max_stride: int = 4,
         cap_tolerance: float = 0.1,
+        correction_rate: float = 0.03,
+        correction_bounds: tuple[float, float] = (0.5, 1.5),
     ):
         if not accuracy or not all(math.isfinite(a) for a in accuracy):
             raise ValueError("streaming choice needs every level's accuracy")
@@ -188,6 +213,28 @@ class StreamingChoice:
         self.cap_tolerance = float(cap_tolerance)
         self.choice: tuple[int, int] | None = None  # (level, min stride)
         self._pending = 0
+        self.correction_rate = float(correction_rate)
+        self.correction_bounds = (float(correction_bounds[0]), float(correction_bounds[1]))
+        # Per level: realised / promised freshness (1 until the level has run), and the
+        # freshness the last plan promised for each option.
+        self.correction = [1.0] * len(self.accuracy)
+        self.realised_frames = [0] * len(self.accuracy)
+        self._promised: dict[tuple[int, int], float] = {}
+
+    def realised(self, age_frames: float, change: float) -> None:
+        """At a camera frame: the newest published mask is ``age_frames`` frames old."""
+        if self.choice is None or not (math.isfinite(age_frames) and age_frames >= 0):
+            return
+        promised = self._promised.get(self.choice, 0.0)
+        if not promised > 0:
+            return
+        keep = 1.0 - min(max(float(change), 0.0), 1.0)
+        level = self.choice[0]
+        ratio = keep ** float(age_frames) / promised
+        low, high = self.correction_bounds
+        updated = self.correction[level] + self.correction_rate * (ratio - self.correction[level])
+        self.correction[level] = min(max(updated, low), high)
+        self.realised_frames[level] += 1
 
     def plan(
         self,
@@ -213,6 +260,9 @@ class StreamingChoice:
         # the compute they take: the cap compares uncontended compute, and a frame's
         # deadline is its budgets stretched alike (never beyond the camera frames it has).
         frame_budget = min(budget_ms * stretch, max(period_ms, budget_ms))
+        # The cap's tolerance, up to the camera period: a mask out before the next frame
+        # is as fresh as one out on budget.
+        frame_budget = min(frame_budget * (1.0 + self.cap_tolerance), max(period_ms, frame_budget))
         # Per (level, stride): streaming value, whether it fits, its deadline and overrun;
         # per level: its best value and whether any of its options fits.
         options: dict[tuple[int, int], tuple[float, bool, float, float]] = {}
@@ -228,7 +278,9 @@ class StreamingChoice:
                 deadline = math.ceil(profile.stride - 1e-6) * frame_budget
                 busy_ok = compute <= profile.stride * budget_ms * (1.0 + self.cap_tolerance)
                 fit = busy_ok and quantiles[i] <= deadline
-                value = streaming_value(self.accuracy[i], profile, change)
+                fresh = freshness(profile, change)
+                self._promised[(i, min_stride)] = fresh
+                value = self.accuracy[i] * fresh * self.correction[i]
                 options[(i, min_stride)] = (value, fit, deadline, quantiles[i] / deadline)
                 values[i], fits[i] = max(values[i], value), fits[i] or fit
                 if profile.stride >= min_stride + 1:

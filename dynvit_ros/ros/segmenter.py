@@ -351,6 +351,7 @@ class Segmenter:
         self.arrivals = ArrivalPeriod()
         self._arrived_frames = 0
         self._last_arrival = 0.0
+        self._published_frame: int | None = None  # arrival count of the newest mask's frame
         self.errors = ErrorLog()
         self.stream = InputStream()
         self._budget_period_ms = 0.0
@@ -518,6 +519,11 @@ class Segmenter:
             self._last_arrival = float(now)
             self.arrivals.arrived(self._last_arrival)
             self._arrived_frames += 1
+            if self._published_frame is not None and self.streaming_on():
+                # What the robot has for the frame before this one: the streaming choice
+                # learns from it how far each level's masks fall behind its promise.
+                age = self._arrived_frames - 1 - self._published_frame
+                self._streaming.realised(age, self.scene.rate)
             if self._rate_warned or not self.stream.faster_than(self._budget_period_ms):
                 return None
             self._rate_warned = True
@@ -570,6 +576,7 @@ class Segmenter:
             miss_rate, quantile = self.tail.miss_rate, self.tail.quantile
             if self.streaming_on():
                 self.scene.observe(plan.level, frame_index, result.mask)
+            self._published_frame = frame_index
         colour = blended = None
         if p["publish_color"] or p["publish_overlay"]:
             colour = colorize(result.mask, self.palette)
@@ -674,6 +681,9 @@ class Segmenter:
             "arrival_period_ms": self.camera_period_ms(),
             "selection": self._selection_state(),
             "scene_change_per_frame": self.scene.rate,
+            "streaming_correction": (
+                [round(c, 3) for c in self._streaming.correction] if self._streaming else []
+            ),
             "frame_overhead_ms": overhead,
             "load_factor": float(getattr(self.latency_model, "load_factor", math.nan)),
             "budget_other_cpu": self._budget_other_cpu,
