@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 ENV := export VENV=$(VENV); source $(ROOT)/tools/env.sh
 PYTEST_ARGS ?=
 
-.PHONY: venv build lint test demo bench-engine bench-latency bench-allocator bench-node bench-budget bench-multicam bench-backends bench-robustness bench-streaming bench-accuracy bench-geometry bench-calibrate bench-energy eval train clean
+.PHONY: venv build lint test demo bench-engine bench-latency bench-allocator bench-node bench-budget bench-multicam bench-backends bench-node-backends bench-contention bench-robustness bench-streaming bench-accuracy bench-geometry bench-calibrate bench-energy eval train clean
 
 venv:
 	VENV=$(VENV) $(ROOT)/tools/setup_venv.sh
@@ -65,6 +65,14 @@ bench-streaming: build
 # torch vs onnxruntime per shipped level (1 and 2 threads), mask agreement, GEMM roofline.
 bench-backends: venv
 	$(ENV); cd $(ROOT) && $(PY) benchmarks/bench_backends.py
+
+# The same two backends inside the running node under a 30 Hz camera (fresh nodes, in turns).
+bench-node-backends: build
+	$(ENV); cd $(ROOT) && $(PY) benchmarks/bench_node_backends.py
+
+# The model at 1 and 2 threads, quiet and beside a light or a one-core competitor.
+bench-contention: venv
+	$(ENV); cd $(ROOT) && $(PY) benchmarks/bench_contention.py
 
 # Predicted energy per frame of the shipped levels (and B2) on every accelerator preset.
 bench-energy: venv

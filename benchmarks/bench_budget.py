@@ -25,7 +25,6 @@ Ends with one JSON line.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -44,6 +43,7 @@ from benchclient import (  # noqa: E402
     OnOffDisturbance,
     camera_node_params,
     camvid_val_jpegs,
+    model_parser,
 )
 
 
@@ -181,13 +181,7 @@ class Bench(BenchClient):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument(
-        "--model", type=Path, default=REPO / "models" / "segformer_b0_camvid.safetensors"
-    )
-    p.add_argument(
-        "--levels", type=Path, default=REPO / "config" / "segformer_b0_camvid.levels.yaml"
-    )
+    p = model_parser(__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=20.0, help="length of each run")
     p.add_argument("--camera-hz", type=float, default=10.0)
     p.add_argument("--traces", nargs="+", default=["sine", "step", "ramp", "burst"])

@@ -14,7 +14,6 @@ processed frames, frames dropped. Ends with one JSON line.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -30,6 +29,7 @@ from benchclient import (  # noqa: E402
     BenchClient,
     camera_node_params,
     camvid_val_jpegs,
+    model_parser,
     pinned_burst,
 )
 
@@ -139,13 +139,7 @@ class Feeder(BenchClient):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument(
-        "--model", type=Path, default=REPO / "models" / "segformer_b0_camvid.safetensors"
-    )
-    p.add_argument(
-        "--levels", type=Path, default=REPO / "config" / "segformer_b0_camvid.levels.yaml"
-    )
+    p = model_parser(__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--camera-hz", type=float, default=10.0)
     p.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_multicam")

@@ -24,7 +24,6 @@ life, equally for every mode. Ends with one JSON line
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -39,7 +38,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from benchclient import (  # noqa: E402
     BenchClient,
     camera_node_params,
+    camera_segformer_node,
     camvid_val_jpegs,
+    model_parser,
     pinned_burst,
 )
 
@@ -167,12 +168,9 @@ class Pooled:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = model_parser(__doc__.split("\n")[0])
     p.add_argument(
-        "--model", type=Path, default=REPO / "models" / "segformer_b0_camvid.safetensors"
-    )
-    p.add_argument(
-        "--levels", type=Path, default=REPO / "config" / "segformer_b0_camvid.levels.yaml"
+        "--backend", choices=("torch", "onnxruntime"), default="torch", help="the node's backend"
     )
     p.add_argument("--rates", type=float, nargs="+", default=[30.0, 10.0])
     p.add_argument(
@@ -203,13 +201,10 @@ def main(argv=None) -> int:
     frames, labels, frame_hw = camvid_val_jpegs()
     levels = LevelTable.load(args.levels)
     domain = 20 + os.getpid() % 40
-    seg = NodeProcess(
-        "segformer_node",
-        "segformer_node",
-        camera_node_params(args.model, args.levels, frame_hw),
+    seg = camera_segformer_node(
+        camera_node_params(args.model, args.levels, frame_hw, backend=args.backend),
         domain,
         args.out / "logs",
-        remaps={"image": "/camera/image_raw/compressed"},
     )
     monitor = NodeProcess(
         "load_monitor_node",

@@ -4,6 +4,7 @@ and a competing process pinned to one core."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -11,6 +12,34 @@ import subprocess
 import sys
 import threading
 import time
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def model_parser(description: str) -> argparse.ArgumentParser:
+    """A benchmark's argument parser with ``--model`` and ``--levels`` (the shipped pair)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument(
+        "--model", type=Path, default=REPO / "models" / "segformer_b0_camvid.safetensors"
+    )
+    p.add_argument(
+        "--levels", type=Path, default=REPO / "config" / "segformer_b0_camvid.levels.yaml"
+    )
+    return p
+
+
+def camera_segformer_node(params: dict, domain: int, logs: Path):
+    """The installed segformer_node, its image input on the compressed camera topic."""
+    from dynvit_ros.demo.node_process import NodeProcess
+
+    return NodeProcess(
+        "segformer_node",
+        "segformer_node",
+        params,
+        domain,
+        logs,
+        remaps={"image": "/camera/image_raw/compressed"},
+    )
 
 
 class BenchClient:

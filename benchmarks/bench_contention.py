@@ -1,0 +1,107 @@
+# SPDX-License-Identifier: Apache-2.0
+"""How a little competing load slows the model, at 1 and 2 torch threads.
+
+    make bench-contention     # or: python benchmarks/bench_contention.py
+
+In bench-streaming and bench-node-backends the node runs the model 1.5-3x
+slower than bench-backends does in a quiet process. The node is not alone: a
+camera driver or bag player, DDS and the load monitor take a share of a core.
+This benchmark isolates that effect in one process (no ROS): the shipped
+model on CamVid val frames, levels ``--only``, at 1 and 2 intra-op threads,
+quiet and with a competitor: ``duty`` (a process that is busy 3 ms out of
+every 10, about what the camera replay takes) and ``core`` (a process busy on
+one core, pinned, like bench-streaming's burst). Conditions, thread counts and
+levels take turns for ``--rounds`` rounds; medians over the rounds. Ends with
+one JSON line {"levels": [{"level", "condition": {"1": ms, "2": ms}}], ...}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import statistics
+import subprocess
+import sys
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from benchclient import model_parser, pinned_burst  # noqa: E402
+
+DUTY = (
+    "import time\n"
+    "while True:\n"
+    "    t = time.perf_counter()\n"
+    "    while time.perf_counter() - t < 0.003:\n"
+    "        pass\n"
+    "    time.sleep(0.007)\n"
+)
+CONDITIONS = ("quiet", "duty", "core")
+
+
+def competitor(condition: str) -> subprocess.Popen | None:
+    if condition == "duty":
+        return subprocess.Popen([sys.executable, "-c", DUTY])
+    if condition == "core":
+        return pinned_burst(3600.0)
+    return None
+
+
+def main(argv=None) -> int:
+    p = model_parser(__doc__.split("\n")[0])
+    p.add_argument("--only", type=int, nargs="+", default=[0, 2, 5, 11])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--frames", type=int, default=10, help="timed frames per turn")
+    args = p.parse_args(argv)
+    if len(os.sched_getaffinity(0)) < 2:
+        raise SystemExit("needs at least 2 cores")
+
+    import torch
+
+    from dynvit_ros.engine.runtime import SegmentationRuntime
+    from dynvit_ros.hostload import HostLoad
+    from dynvit_ros.training import camvid
+
+    frames = camvid.load_split(camvid.require_root(), "val").images[:20]
+    runtime = SegmentationRuntime.load(args.model, args.levels, num_threads=2)
+    for level in args.only:  # warm every level at both thread counts
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            runtime.infer(frames[0], level)
+    times: dict = {}
+    with HostLoad() as load:
+        for turn in range(args.rounds):
+            for condition in CONDITIONS:
+                proc = competitor(condition)
+                try:
+                    for threads in (2, 1):
+                        torch.set_num_threads(threads)
+                        for level in args.only:
+                            runtime.infer(frames[0], level)
+                            for k in range(args.frames):
+                                ms = runtime.infer(frames[k % len(frames)], level).infer_ms
+                                times.setdefault((level, condition, threads), []).append(ms)
+                finally:
+                    if proc is not None:
+                        proc.kill()
+                        proc.wait()
+            print(f"round {turn + 1} done", file=sys.stderr, flush=True)
+    rows = []
+    for level in args.only:
+        row = {"level": level, "name": runtime.levels[level].config.name}
+        for condition in CONDITIONS:
+            row[condition] = {
+                str(t): round(statistics.median(times[(level, condition, t)]), 2) for t in (1, 2)
+            }
+        rows.append(row)
+        cells = "  ".join(
+            f"{c}: 2 thr {row[c]['2']:6.1f} / 1 thr {row[c]['1']:6.1f} ms" for c in CONDITIONS
+        )
+        print(f"L{level:<2} {row['name']:24} {cells}", file=sys.stderr)
+    print(json.dumps({"levels": rows, "host_load": load.report()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
