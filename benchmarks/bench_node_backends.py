@@ -78,14 +78,12 @@ def main(argv=None) -> int:
                             run = cam.run(args.hz, burst=False)
                             measured = [row[2] for row in run["trace"]]
                             times[(backend, level)] += measured
+                            median = statistics.median(measured) if measured else float("nan")
                             if measured:
-                                round_medians[(backend, level)].append(
-                                    round(statistics.median(measured), 2)
-                                )
+                                round_medians[(backend, level)].append(round(median, 2))
                             pooled[(backend, level)].add(run)
                             print(
-                                f"round {turn + 1} {backend:11} L{level:<2} "
-                                f"{statistics.median(measured) if measured else float('nan'):7.1f}"
+                                f"round {turn + 1} {backend:11} L{level:<2} {median:7.1f}"
                                 f" ms  streaming {run['streaming'].miou():6.2f}",
                                 file=sys.stderr,
                                 flush=True,
@@ -107,6 +105,8 @@ def main(argv=None) -> int:
             round(b / a, 3)
             for a, b in zip(round_medians[("torch", level)], round_medians[("onnxruntime", level)])
         ]
+        by_torch = pooled[("torch", level)].result()
+        by_ort = pooled[("onnxruntime", level)].result()
         rows.append(
             {
                 "level": level,
@@ -115,10 +115,10 @@ def main(argv=None) -> int:
                 "ort_ms": round(ort_ms, 2),
                 "ratio": round(ort_ms / torch_ms, 3),
                 "ratio_per_round": per_round,
-                "torch_streaming": pooled[("torch", level)].result()["streaming_miou"],
-                "ort_streaming": pooled[("onnxruntime", level)].result()["streaming_miou"],
-                "torch_processed_pct": pooled[("torch", level)].result()["processed_pct"],
-                "ort_processed_pct": pooled[("onnxruntime", level)].result()["processed_pct"],
+                "torch_streaming": by_torch["streaming_miou"],
+                "ort_streaming": by_ort["streaming_miou"],
+                "torch_processed_pct": by_torch["processed_pct"],
+                "ort_processed_pct": by_ort["processed_pct"],
             }
         )
         r = rows[-1]
