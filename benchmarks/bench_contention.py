@@ -11,8 +11,15 @@ model on CamVid val frames, levels ``--only``, at 1 and 2 intra-op threads,
 quiet and with a competitor: ``duty`` (a process that is busy 3 ms out of
 every 10, about what the camera replay takes) and ``core`` (a process busy on
 one core, pinned, like bench-streaming's burst). Conditions, thread counts and
-levels take turns for ``--rounds`` rounds; medians over the rounds. Ends with
-one JSON line {"levels": [{"level", "condition": {"1": ms, "2": ms}}], ...}.
+levels take turns for ``--rounds`` rounds; medians over the rounds. A third
+setting, ``adaptive``, runs the node's per-frame thread choice
+(:class:`dynvit_ros.engine.threads.ThreadChooser` with the profiled latency
+model, as segformer_node does) after the two fixed counts in each condition,
+its chooser and latency model kept from one condition to the next, so each
+change of competitor is one it has to notice: its medians include its trial
+frames and the frames it takes to react. Ends with one JSON line
+{"levels": [{"level", "condition": {"1": ms, "2": ms, "adaptive": ms}}],
+"adaptive": {"condition": {"mean_threads", "trials"}}, ...}.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from pathlib import Path
 import statistics
 import subprocess
 import sys
+import time
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -38,6 +46,7 @@ DUTY = (
     "    time.sleep(0.007)\n"
 )
 CONDITIONS = ("quiet", "duty", "core")
+SETTINGS = ("2", "1", "adaptive")
 
 
 def competitor(condition: str) -> subprocess.Popen | None:
@@ -46,6 +55,44 @@ def competitor(condition: str) -> subprocess.Popen | None:
     if condition == "core":
         return pinned_burst(3600.0)
     return None
+
+
+class Adaptive:
+    """The node's per-frame thread choice around ``runtime.infer`` (Segmenter.run's order:
+    choose, predict, run; trials are kept from the latency model)."""
+
+    def __init__(self, runtime, model_path: Path, frame_hw):
+        from dynvit_ros.engine.threads import ThreadChooser, thread_candidates
+        from dynvit_ros.latency.base import LatencyContext, load_latency_model
+
+        options = {
+            "cache_dir": str(REPO / "outputs" / "cache"),
+            "frame_hw": list(frame_hw),
+            "backend": runtime.backend,
+            "progress": False,
+        }
+        context = LatencyContext(
+            runtime.model,
+            runtime.levels.configs,
+            runtime.input_hw,
+            options,
+            model_id=f"{model_path.resolve()}:{int(model_path.stat().st_mtime)}",
+        )
+        self.runtime, self.latency = runtime, load_latency_model("profiled", context)
+        self.chooser = ThreadChooser(thread_candidates(runtime.num_threads))
+        self.threads: list[int] = []
+
+    def infer(self, frame, level: int) -> float:
+        now = time.monotonic()
+        choice = self.chooser.choose(now)
+        config, hw = self.runtime.levels[level].config, self.runtime.input_hw
+        predicted = float(self.latency.predict(config, hw))
+        ms = self.runtime.infer(frame, level, choice.threads).infer_ms
+        if not choice.probe:
+            self.latency.observe(config, hw, ms)
+        self.chooser.observe(choice, ms, predicted, now)
+        self.threads.append(choice.threads)
+        return ms
 
 
 def main(argv=None) -> int:
@@ -57,8 +104,6 @@ def main(argv=None) -> int:
     if len(os.sched_getaffinity(0)) < 2:
         raise SystemExit("needs at least 2 cores")
 
-    import torch
-
     from dynvit_ros.engine.runtime import SegmentationRuntime
     from dynvit_ros.hostload import HostLoad
     from dynvit_ros.training import camvid
@@ -67,21 +112,29 @@ def main(argv=None) -> int:
     runtime = SegmentationRuntime.load(args.model, args.levels, num_threads=2)
     for level in args.only:  # warm every level at both thread counts
         for threads in (1, 2):
-            torch.set_num_threads(threads)
-            runtime.infer(frames[0], level)
+            runtime.infer(frames[0], level, threads)
+    adaptive = Adaptive(runtime, Path(args.model), frames[0].shape[:2])
     times: dict = {}
+    chosen: dict = {c: {"threads": [], "trials": 0} for c in CONDITIONS}
     with HostLoad() as load:
         for turn in range(args.rounds):
             for condition in CONDITIONS:
                 proc = competitor(condition)
                 try:
-                    for threads in (2, 1):
-                        torch.set_num_threads(threads)
+                    for setting in SETTINGS:
+                        trials, adaptive.threads = adaptive.chooser.probes, []
                         for level in args.only:
-                            runtime.infer(frames[0], level)
+                            if setting != "adaptive":  # untimed: the count's first frame
+                                runtime.infer(frames[0], level, int(setting))
                             for k in range(args.frames):
-                                ms = runtime.infer(frames[k % len(frames)], level).infer_ms
-                                times.setdefault((level, condition, threads), []).append(ms)
+                                frame = frames[k % len(frames)]
+                                if setting == "adaptive":
+                                    ms = adaptive.infer(frame, level)
+                                else:
+                                    ms = runtime.infer(frame, level, int(setting)).infer_ms
+                                times.setdefault((level, condition, setting), []).append(ms)
+                    chosen[condition]["threads"] += adaptive.threads
+                    chosen[condition]["trials"] += adaptive.chooser.probes - trials
                 finally:
                     if proc is not None:
                         proc.kill()
@@ -92,14 +145,24 @@ def main(argv=None) -> int:
         row = {"level": level, "name": runtime.levels[level].config.name}
         for condition in CONDITIONS:
             row[condition] = {
-                str(t): round(statistics.median(times[(level, condition, t)]), 2) for t in (1, 2)
+                t: round(statistics.median(times[(level, condition, t)]), 2) for t in SETTINGS
             }
         rows.append(row)
         cells = "  ".join(
-            f"{c}: 2 thr {row[c]['2']:6.1f} / 1 thr {row[c]['1']:6.1f} ms" for c in CONDITIONS
+            f"{c}: 2 thr {row[c]['2']:6.1f} / 1 thr {row[c]['1']:6.1f} / "
+            f"adaptive {row[c]['adaptive']:6.1f} ms"
+            for c in CONDITIONS
         )
         print(f"L{level:<2} {row['name']:24} {cells}", file=sys.stderr)
-    print(json.dumps({"levels": rows, "host_load": load.report()}))
+    summary = {
+        c: {
+            "mean_threads": round(statistics.fmean(v["threads"]), 2),
+            "trials": v["trials"],
+        }
+        for c, v in chosen.items()
+    }
+    print(f"adaptive: {summary}", file=sys.stderr)
+    print(json.dumps({"levels": rows, "adaptive": summary, "host_load": load.report()}))
     return 0
 
 

@@ -15,7 +15,9 @@ frame arrived (dynvit_ros/training/streaming.py). Each mode replays the
 frames ``--passes`` times (3), the modes taking turns within a pass so that
 a host that drifts over the minutes hits each alike, and its confusion
 matrices are pooled over the passes (runs.json keeps each pass's figure and
-per-frame trace). Also printed: mIoU of the processed frames and deadline misses. CamVid's
+per-frame trace). Also printed: mIoU of the processed frames and deadline misses. The node
+runs with its shipped ``adaptive_threads``; ``--fixed-threads`` also runs every mode with
+it off, taking turns with the others ("fixed_threads" in the JSON). CamVid's
 labelled frames are a second apart in the original video, so replaying them
 at 30 Hz changes the scene faster than a real camera would: harsher than real
 life, equally for every mode. Ends with one JSON line
@@ -113,8 +115,10 @@ class Camera(BenchClient):
             "frames": n,
             "levels": [s.skip_level for s in stats],
             "met": [s.deadline_met for s in stats],
+            "threads": [s.threads for s in stats],
             # Per frame, for diagnosis: camera frame index, level, measured, predicted, deadline
-            # and budget ms, frames dropped before it; when each mask arrived (s from start).
+            # and budget ms, frames dropped before it, threads (negative: a trial); when each
+            # mask arrived (s from start).
             "trace": [
                 [
                     s.header.stamp.nanosec // 1000,
@@ -124,6 +128,7 @@ class Camera(BenchClient):
                     round(s.deadline_ms, 1),
                     round(s.budget_ms, 1),
                     s.frames_dropped,
+                    -s.threads if s.thread_probe else s.threads,
                 ]
                 for s in stats
             ],
@@ -139,7 +144,7 @@ class Pooled:
 
         self.mode = mode
         self.streaming, self.processed = ConfusionMatrix(), ConfusionMatrix()
-        self.frames, self.levels, self.met, self.passes = 0, [], [], []
+        self.frames, self.levels, self.met, self.threads, self.passes = 0, [], [], [], []
 
     def add(self, run: dict) -> None:
         self.streaming.matrix += run["streaming"].matrix
@@ -147,6 +152,7 @@ class Pooled:
         self.frames += run["frames"]
         self.levels += run["levels"]
         self.met += run["met"]
+        self.threads += run["threads"]
         self.passes.append(
             {
                 "streaming_miou": round(run["streaming"].miou(), 2),
@@ -163,8 +169,33 @@ class Pooled:
             "processed_pct": round(100.0 * len(self.levels) / max(self.frames, 1), 1),
             "miss_pct": round(100.0 * (1 - sum(self.met) / max(len(self.met), 1)), 1),
             "mean_level": round(float(np.mean(self.levels)), 2) if self.levels else None,
+            "mean_threads": round(float(np.mean(self.threads)), 2) if self.threads else None,
             "passes": self.passes,
         }
+
+
+def mode_label(mode, adaptive: bool) -> str:
+    label = f"L{mode}" if isinstance(mode, int) else mode
+    return label if adaptive else f"{label}/fixed-thr"
+
+
+def mode_row(pooled: dict, static, adaptive: bool) -> dict:
+    return {
+        "dynamic": pooled["streaming", adaptive].result(),
+        "dynamic_deadline": pooled["deadline", adaptive].result(),
+        "static": [pooled[m, adaptive].result() for m in static],
+    }
+
+
+def summary_row(row: dict) -> dict:
+    out = {
+        "dynamic": row["dynamic"]["streaming_miou"],
+        "dynamic_deadline": row["dynamic_deadline"]["streaming_miou"],
+        "static": [s["streaming_miou"] for s in row["static"]],
+    }
+    if "fixed_threads" in row:
+        out["fixed_threads"] = summary_row(row["fixed_threads"])
+    return out
 
 
 def main(argv=None) -> int:
@@ -188,6 +219,11 @@ def main(argv=None) -> int:
         type=int,
         default=3,
         help="times each mode replays the frames, modes taking turns (pooled)",
+    )
+    p.add_argument(
+        "--fixed-threads",
+        action="store_true",
+        help="also run every mode with adaptive_threads off (turns alternate)",
     )
     p.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_streaming")
     args = p.parse_args(argv)
@@ -224,37 +260,39 @@ def main(argv=None) -> int:
                 by_rate = results["hz"][f"{hz:g}"] = {}
                 for condition in args.conditions:
                     static = range(len(levels)) if args.static is None else args.static
-                    modes = ["streaming", "deadline", *static]
-                    pooled = {m: Pooled(f"L{m}" if isinstance(m, int) else m) for m in modes}
+                    adaptive = [True, False] if args.fixed_threads else [True]
+                    modes = [(m, a) for a in adaptive for m in ("streaming", "deadline", *static)]
+                    pooled = {m: Pooled(mode_label(*m)) for m in modes}
                     # Modes take turns within each pass, so a host that drifts slower or
                     # faster over the minutes hits every mode alike.
                     for turn in range(args.passes):
-                        for mode in modes:
+                        for mode, threads in modes:
                             if mode in ("streaming", "deadline"):
                                 values = {"mode": "auto", "selection": mode}
                             else:
                                 values = {"mode": "fixed", "skip_level": mode}
+                            values["adaptive_threads"] = threads
                             cam.set_params("segformer_node", values)
                             cam.spin(1.0)
                             run = cam.run(hz, condition == "burst")
-                            pooled[mode].add(run)
+                            pooled[mode, threads].add(run)
                             print(
                                 f"{hz:4g} Hz {condition:5} pass {turn + 1} "
-                                f"{pooled[mode].mode:9} streaming {run['streaming'].miou():6.2f}",
+                                f"{pooled[mode, threads].mode:15} streaming "
+                                f"{run['streaming'].miou():6.2f}",
                                 file=sys.stderr,
                                 flush=True,
                             )
-                    row = by_rate[condition] = {
-                        "dynamic": pooled.pop("streaming").result(),
-                        "dynamic_deadline": pooled.pop("deadline").result(),
-                        "static": [pooled[m].result() for m in static],
-                    }
-                    for r in [row["dynamic"], row["dynamic_deadline"], *row["static"]]:
+                    row = by_rate[condition] = mode_row(pooled, static, True)
+                    if args.fixed_threads:
+                        row["fixed_threads"] = mode_row(pooled, static, False)
+                    for r in pooled.values():
+                        r = r.result()
                         print(
-                            f"{hz:4g} Hz {condition:5} {r['mode']:9} streaming "
+                            f"{hz:4g} Hz {condition:5} {r['mode']:15} streaming "
                             f"{r['streaming_miou']:6.2f}  processed {r['processed_miou']}  "
                             f"({r['processed_pct']:5.1f}% of frames)  miss {r['miss_pct']:5.1f}%"
-                            f"  level {r['mean_level']}",
+                            f"  level {r['mean_level']}  threads {r['mean_threads']}",
                             file=sys.stderr,
                             flush=True,
                         )
@@ -267,14 +305,7 @@ def main(argv=None) -> int:
     (args.out / "runs.json").write_text(json.dumps(results, indent=1))
     summary = {"hz": {}, "host_load": results["host_load"]}
     for hz, by_rate in results["hz"].items():
-        summary["hz"][hz] = {
-            c: {
-                "dynamic": row["dynamic"]["streaming_miou"],
-                "dynamic_deadline": row["dynamic_deadline"]["streaming_miou"],
-                "static": [s["streaming_miou"] for s in row["static"]],
-            }
-            for c, row in by_rate.items()
-        }
+        summary["hz"][hz] = {c: summary_row(row) for c, row in by_rate.items()}
     print(json.dumps(summary))
     return 0
 

@@ -63,6 +63,7 @@ class SegmentationRuntime:
             for c in self.levels.configs
         ]
         self.backend = backend or TorchBackend(self.model)
+        self.num_threads = torch.get_num_threads()  # the most a frame uses
 
     @classmethod
     def load(
@@ -112,10 +113,24 @@ class SegmentationRuntime:
             image = F.interpolate(image, size=self.input_hw, mode="bilinear", align_corners=False)
         return self._normalize(image)
 
+    @property
+    def adjustable_threads(self) -> bool:
+        """Whether :meth:`infer` can change its thread count per call (onnxruntime sessions
+        fix theirs when they are built).
+        """
+        return isinstance(self.backend, TorchBackend)
+
     @torch.inference_mode()
-    def infer(self, rgb: np.ndarray, level: int = 0) -> InferenceResult:
+    def infer(
+        self, rgb: np.ndarray, level: int = 0, threads: int | None = None
+    ) -> InferenceResult:
+        """``threads``: torch intra-op threads for this call and the next ones from the
+        calling thread (torch keeps the count per thread; None: as it is).
+        """
         if not 0 <= level < len(self.levels):
             raise ValueError(f"skip level {level} out of range 0..{len(self.levels) - 1}")
+        if threads and self.adjustable_threads and torch.get_num_threads() != threads:
+            torch.set_num_threads(int(threads))
         config = self.levels[level].config
         start = time.perf_counter()
         logits = self.backend.forward(self.preprocess(rgb), config)

@@ -29,6 +29,7 @@ from dynvit_ros.engine.backends import BACKENDS
 from dynvit_ros.engine.levels import LevelTable, generic_ladder
 from dynvit_ros.engine.masks import UPSAMPLING, colorize, overlay
 from dynvit_ros.engine.runtime import SegmentationRuntime
+from dynvit_ros.engine.threads import ThreadChoice, ThreadChooser, thread_candidates
 from dynvit_ros.host import tune_allocator
 from dynvit_ros.latency.base import LatencyContext, load_latency_model
 from dynvit_ros.ros.diagnostics import OK, WARN, ErrorLog, quote
@@ -75,7 +76,19 @@ PARAMETERS = {
         "Skip-level table (YAML). Empty: a generic ladder of input scales. Relative "
         "paths are resolved like model_path. Changeable only while unconfigured.",
     ),
-    "num_threads": Spec(0, "Torch CPU threads; 0 keeps torch's default.", low=0, high=256),
+    "num_threads": Spec(
+        0,
+        "Most CPU threads a frame uses; 0 keeps torch's default (one per core).",
+        low=0,
+        high=256,
+    ),
+    "adaptive_threads": Spec(
+        True,
+        "Choose each frame's thread count (num_threads, one fewer, half, one) from what "
+        "frames take: beside a program that holds a core, fewer threads are faster. Trials "
+        "of another count come when frame times drift and every few seconds. torch backend "
+        "only (onnxruntime sessions fix their threads).",
+    ),
     "tune_allocator": Spec(
         True,
         "Raise glibc's mmap/trim thresholds so tensor memory is reused across "
@@ -347,6 +360,7 @@ class Segmenter:
             else None
         )
         self.scene = SceneChange()
+        self.threads = self._thread_chooser()
         self.controller.streaming = self._streaming if self.streaming_on() else None
         self.arrivals = ArrivalPeriod()
         self._arrived_frames = 0
@@ -410,6 +424,20 @@ class Segmenter:
         seg.model_path = model_path
         return seg
 
+    def _thread_chooser(self) -> ThreadChooser | None:
+        if not (self.p.get("adaptive_threads") and self.runtime.adjustable_threads):
+            return None
+        counts = thread_candidates(self.runtime.num_threads)
+        return ThreadChooser(counts) if len(counts) > 1 else None
+
+    def _thread_state(self) -> dict:
+        if self.threads is not None:
+            return {"thread_choice": "adaptive", **self.threads.state()}
+        why = "fixed"
+        if self.p.get("adaptive_threads") and not self.runtime.adjustable_threads:
+            why = f"fixed ({self.runtime.backend.name} sessions fix their threads)"
+        return {"thread_choice": why, "threads": self.runtime.num_threads}
+
     def summary(self) -> str:
         meta, hw = self.runtime.metadata, self.runtime.input_hw
         target = getattr(self.latency_model, "target", "") or "this host"
@@ -465,6 +493,8 @@ class Segmenter:
             if self._streaming is not None:
                 self._streaming.hysteresis_frames = int(self.p["hysteresis_frames"])
             self.controller.streaming = self._streaming if self.streaming_on() else None
+            if "adaptive_threads" in changes:
+                self.threads = self._thread_chooser()
 
     # -- inputs -------------------------------------------------------------------
     def take_budget(self, msg, now: float) -> tuple[str, str] | str | None:
@@ -567,12 +597,19 @@ class Segmenter:
             )
             p = dict(self.p)
             frame_index, arrival = self._arrived_frames, self._last_arrival
+            chooser = self.threads
+            choice = chooser.choose(now) if chooser else ThreadChoice(self.runtime.num_threads)
         # The streaming gate: skip to the frame min_stride periods after this one.
         hold = arrival + (plan.min_stride - 0.5) * period_ms / 1e3 if plan.min_stride > 1 else 0.0
         grace = period_ms / 1e3
-        result = self.runtime.infer(rgb, plan.level)
+        result = self.runtime.infer(rgb, plan.level, choice.threads)
         with self._lock:
-            self.controller.observe(plan, result.infer_ms)
+            if choice.probe:  # not a sample of the count the latency model describes
+                self.tail.record_miss(result.infer_ms > plan.frame_deadline_ms)
+            else:
+                self.controller.observe(plan, result.infer_ms)
+            if chooser is not None:
+                chooser.observe(choice, result.infer_ms, plan.predicted_ms[plan.level], now)
             miss_rate, quantile = self.tail.miss_rate, self.tail.quantile
             if self.streaming_on():
                 self.scene.observe(plan.level, frame_index, result.mask)
@@ -617,6 +654,8 @@ class Segmenter:
             energy_budget_mj=float(decision.energy_mj),
             predicted_mj=float(predicted_mj),
             deadline_met=met,
+            threads=int(choice.threads),
+            thread_probe=bool(choice.probe),
             macs=int(result.macs),
         )
         return FrameOutput(
@@ -638,6 +677,7 @@ class Segmenter:
             errors, last_error = dict(self.errors.counts), self.errors.last_error
             stale = self.arbiter.stale(now) and self.arbiter.budget_ms <= 0
             unenforced = self.controller.energy_unknown_frames
+            threads = self._thread_state()
         t0, received0, processed0 = self._rates
         received = slot_counts.get("frames_received", 0)
         dt = now - t0
@@ -685,6 +725,7 @@ class Segmenter:
                 [round(c, 3) for c in self._streaming.correction] if self._streaming else []
             ),
             "frame_overhead_ms": overhead,
+            **threads,
             "load_factor": float(getattr(self.latency_model, "load_factor", math.nan)),
             "budget_other_cpu": self._budget_other_cpu,
             "budget_frame_period_ms": self._budget_period_ms,

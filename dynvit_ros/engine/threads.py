@@ -1,0 +1,186 @@
+# SPDX-License-Identifier: Apache-2.0
+"""How many CPU threads a frame's forward pass uses, chosen from what frames take.
+
+On a computer another program shares, more intra-op threads can be slower than
+fewer: every operator ends at a barrier that waits for the thread sharing a core
+with the other program. On this project's 2-core host (``make bench-contention``)
+two threads were 2.1-3.4x slower than one beside a process holding one core, and
+1.4-1.5x faster than one on a quiet host. No fixed count is right for both, and
+which one holds is only known by trying.
+
+:class:`ThreadChooser` runs frames at one count (``current``) and now and then one
+frame at another count (a trial). A trial's time is compared with the latency
+model's prediction for that frame's level, divided by the current count's recent
+pace (the median ratio of measured to predicted over its last ``pace_frames``
+frames, which the model may lag). Frame times in a busy node scatter by a third
+from one frame to the next, so one trial decides nothing: a trial that wins by
+``min_gain`` is repeated on the next frames, and the count becomes current when
+the median of ``confirm`` trials wins. Trials come:
+
+- when frames drift from their predictions (an EMA of ``log(measured / predicted)``
+  beyond ``log(1 + drift)`` either way): the load changed, so the best count may
+  have; every other count is tried;
+- otherwise every ``probe_period_s`` per other count; the period doubles (up to
+  ``max_period_s``) each time that count loses by ``min_gain`` or more, and is reset
+  when the load drifts or the count changes.
+
+The caller keeps trial frames from the latency model (they would move its load
+factor, which describes the current count). After a switch, ``settle_frames``
+frames pass before drift is judged again: the latency model needs them to learn
+the new count. Pure: the caller passes the time and applies the count.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+import math
+import statistics
+from typing import Sequence
+
+
+def thread_candidates(most: int) -> tuple[int, ...]:
+    """The counts worth trying with ``most`` threads: all, one fewer, half, one."""
+    most = max(1, int(most))
+    return tuple(sorted({most, most - 1, most // 2, 1} - {0}, reverse=True))
+
+
+@dataclass(frozen=True)
+class ThreadChoice:
+    threads: int
+    probe: bool = False  # a trial of another count: not a sample of the current one
+
+
+class ThreadChooser:
+    def __init__(
+        self,
+        counts: Sequence[int],
+        min_gain: float = 0.15,
+        drift: float = 0.3,
+        drift_alpha: float = 0.5,
+        probe_period_s: float = 5.0,
+        max_period_s: float = 20.0,
+        settle_frames: int = 5,
+        min_gap_s: float = 1.0,
+        confirm: int = 3,
+        pace_frames: int = 5,
+    ):
+        counts = tuple(dict.fromkeys(int(c) for c in counts if int(c) >= 1))
+        if not counts:
+            raise ValueError("ThreadChooser needs at least one thread count >= 1")
+        if not 0.0 < min_gain < 1.0:
+            raise ValueError(f"min_gain must be in (0, 1), got {min_gain!r}")
+        self.counts = counts
+        self.current = counts[0]
+        self.min_gain = float(min_gain)
+        self._drift_limit = math.log1p(float(drift))
+        self._alpha = float(drift_alpha)
+        self._base_period = float(probe_period_s)
+        self._max_period = max(float(max_period_s), self._base_period)
+        self._settle_frames = int(settle_frames)
+        self._min_gap = float(min_gap_s)
+        self._confirm = max(1, int(confirm))
+        self._pace: deque[float] = deque(maxlen=max(1, int(pace_frames)))
+        self._trials: dict[int, list[float]] = {c: [] for c in counts}
+        self._drift = 0.0
+        self._settle = self._settle_frames
+        self._period = {c: self._base_period for c in counts}
+        self._due: dict[int, float | None] = {c: None for c in counts}
+        self._pending: list[int] = []
+        self._last_probe = -math.inf
+        self.probes = 0
+        self.switches = 0
+        # Per count: its last trial's time over the prediction, relative to the pace then.
+        self.last_ratio = {c: math.nan for c in counts}
+
+    def _others(self) -> list[int]:
+        return [c for c in self.counts if c != self.current]
+
+    def _reset_periods(self, now: float) -> None:
+        for c in self.counts:
+            self._period[c] = self._base_period
+            self._due[c] = now + self._base_period
+
+    def choose(self, now: float) -> ThreadChoice:
+        """The count for a frame starting at monotonic time ``now``."""
+        others = self._others()
+        if not others:
+            return ThreadChoice(self.current)
+        for c in others:
+            if self._due[c] is None:
+                self._due[c] = now + self._period[c]
+        if self._pending:
+            count = self._pending.pop(0)
+        else:
+            due = [c for c in others if now >= self._due[c]]
+            if not due:
+                return ThreadChoice(self.current)
+            count = min(due, key=lambda c: self._due[c])
+        self._last_probe = now
+        self._due[count] = now + self._period[count]
+        self.probes += 1
+        return ThreadChoice(count, probe=True)
+
+    def observe(self, choice: ThreadChoice, measured_ms: float, predicted_ms: float, now: float):
+        """Learn from a frame run as ``choice`` that took ``measured_ms``; ``predicted_ms`` is
+        the latency model's median for its level. Returns the new current count on a switch.
+        """
+        measured, predicted = float(measured_ms), float(predicted_ms)
+        if not (measured > 0 and predicted > 0 and math.isfinite(measured + predicted)):
+            return None
+        ratio = measured / predicted
+        if choice.probe:
+            return self._judge(choice.threads, ratio / self.pace(), now)
+        if choice.threads != self.current:
+            return None  # a frame started before a switch
+        self._pace.append(ratio)
+        if self._settle > 0:
+            self._settle -= 1
+            return None
+        self._drift += self._alpha * (math.log(ratio) - self._drift)
+        if abs(self._drift) > self._drift_limit and now - self._last_probe >= self._min_gap:
+            self._drift = 0.0
+            self._pending = self._others()
+            self._reset_periods(now)
+        return None
+
+    def pace(self) -> float:
+        """The current count's recent measured / predicted ratio (1 before any frame)."""
+        return statistics.median(self._pace) if self._pace else 1.0
+
+    def _judge(self, count: int, relative: float, now: float):
+        self.last_ratio[count] = relative
+        if count == self.current:
+            return None
+        trials = self._trials[count]
+        trials.append(relative)
+        verdict = statistics.median(trials)
+        if verdict <= 1.0 - self.min_gain and len(trials) < self._confirm:
+            self._pending.insert(0, count)  # promising: try it again on the next frame
+            return None
+        trials.clear()
+        if verdict <= 1.0 - self.min_gain:
+            self.current = count
+            self.switches += 1
+            self._settle = self._settle_frames
+            self._drift = 0.0
+            self._pace.clear()
+            for other in self._trials.values():
+                other.clear()
+            self._pending = [c for c in self._pending if c != count]
+            self._reset_periods(now)
+            return count
+        if verdict >= 1.0 + self.min_gain:
+            self._period[count] = min(self._max_period, 2.0 * self._period[count])
+        self._due[count] = now + self._period[count]
+        return None
+
+    def state(self) -> dict:
+        """For diagnostics."""
+        return {
+            "threads": self.current,
+            "thread_counts": list(self.counts),
+            "thread_probes": self.probes,
+            "thread_switches": self.switches,
+            "thread_probe_ratio": [self.last_ratio[c] for c in self.counts],
+        }
