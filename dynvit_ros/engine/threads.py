@@ -3,19 +3,21 @@
 
 On a computer another program shares, more intra-op threads can be slower than
 fewer: every operator ends at a barrier that waits for the thread sharing a core
-with the other program. On this project's 2-core host (``make bench-contention``)
-two threads were 2.1-3.4x slower than one beside a process holding one core, and
-1.4-1.5x faster than one on a quiet host. No fixed count is right for both, and
-which one holds is only known by trying.
+with the other program. On this project's 2-core host (``make bench-contention``,
+one process, no ROS) two threads were 1.5-3.4x slower than one beside a process
+holding one core, and 1.1-1.5x faster than one on a quiet host. No fixed count is
+right for both, and which one holds is only known by trying (inside the running
+node the difference was smaller: README, streaming section).
 
-:class:`ThreadChooser` runs frames at one count (``current``) and now and then one
-frame at another count (a trial). A trial's time is compared with the latency
-model's prediction for that frame's level, divided by the current count's recent
-pace (the median ratio of measured to predicted over its last ``pace_frames``
-frames, which the model may lag). Frame times in a busy node scatter by a third
-from one frame to the next, so one trial decides nothing: a trial that wins by
-``min_gain`` is repeated on the next frames, and the count becomes current when
-the median of ``confirm`` trials wins. Trials come:
+:class:`ThreadChooser` runs frames at one count (``current``) and now and then tries
+another count, alternating like a benchmark does: a trial frame at the other count,
+then a reference frame at the current one, up to ``confirm`` pairs. Each frame's
+time is divided by the latency model's prediction for its level, and a pair's
+ratio is the trial's over its reference's, so a latency model that lags a load
+change, or a burst that starts mid-series, hits both sides alike. Frame times in a
+busy node scatter by a third from one frame to the next, so one pair decides
+nothing: a series goes on while the median of its pairs wins by ``min_gain``, and
+the count becomes current when the median of ``confirm`` pairs does. Series start:
 
 - when frames drift from their predictions (an EMA of ``log(measured / predicted)``
   beyond ``log(1 + drift)`` either way): the load changed, so the best count may
@@ -25,14 +27,14 @@ the median of ``confirm`` trials wins. Trials come:
   when the load drifts or the count changes.
 
 The caller keeps trial frames from the latency model (they would move its load
-factor, which describes the current count). After a switch, ``settle_frames``
-frames pass before drift is judged again: the latency model needs them to learn
-the new count. Pure: the caller passes the time and applies the count.
+factor, which describes the current count); reference frames are ordinary
+frames. After a switch, ``settle_frames`` frames pass before drift is judged
+again: the latency model needs them to learn the new count. Pure: the caller
+passes the time and applies the count.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 import math
 import statistics
@@ -58,12 +60,11 @@ class ThreadChooser:
         min_gain: float = 0.15,
         drift: float = 0.3,
         drift_alpha: float = 0.5,
-        probe_period_s: float = 5.0,
+        probe_period_s: float = 3.0,
         max_period_s: float = 20.0,
         settle_frames: int = 5,
         min_gap_s: float = 1.0,
         confirm: int = 3,
-        pace_frames: int = 5,
     ):
         counts = tuple(dict.fromkeys(int(c) for c in counts if int(c) >= 1))
         if not counts:
@@ -80,17 +81,18 @@ class ThreadChooser:
         self._settle_frames = int(settle_frames)
         self._min_gap = float(min_gap_s)
         self._confirm = max(1, int(confirm))
-        self._pace: deque[float] = deque(maxlen=max(1, int(pace_frames)))
-        self._trials: dict[int, list[float]] = {c: [] for c in counts}
         self._drift = 0.0
         self._settle = self._settle_frames
         self._period = {c: self._base_period for c in counts}
         self._due: dict[int, float | None] = {c: None for c in counts}
-        self._pending: list[int] = []
+        self._pending: list[int] = []  # counts whose series start on the next frames
+        self._trying: int | None = None  # the count of the series under way
+        self._trial_ratio = math.nan  # its last trial frame, waiting for a reference frame
+        self._pairs: list[float] = []
         self._last_probe = -math.inf
         self.probes = 0
         self.switches = 0
-        # Per count: its last trial's time over the prediction, relative to the pace then.
+        # Per count: the median pair ratio of its last series (trial / reference).
         self.last_ratio = {c: math.nan for c in counts}
 
     def _others(self) -> list[int]:
@@ -109,13 +111,17 @@ class ThreadChooser:
         for c in others:
             if self._due[c] is None:
                 self._due[c] = now + self._period[c]
-        if self._pending:
-            count = self._pending.pop(0)
+        if self._trying is not None:
+            if not math.isnan(self._trial_ratio):
+                return ThreadChoice(self.current)  # the reference frame of the pair
+            count = self._trying
+        elif self._pending:
+            count = self._trying = self._pending.pop(0)
         else:
             due = [c for c in others if now >= self._due[c]]
             if not due:
                 return ThreadChoice(self.current)
-            count = min(due, key=lambda c: self._due[c])
+            count = self._trying = min(due, key=lambda c: self._due[c])
         self._last_probe = now
         self._due[count] = now + self._period[count]
         self.probes += 1
@@ -127,47 +133,51 @@ class ThreadChooser:
         """
         measured, predicted = float(measured_ms), float(predicted_ms)
         if not (measured > 0 and predicted > 0 and math.isfinite(measured + predicted)):
+            if choice.probe:
+                self._end_series()  # a pair without its trial: start again later
             return None
         ratio = measured / predicted
         if choice.probe:
-            return self._judge(choice.threads, ratio / self.pace(), now)
+            if choice.threads == self._trying:
+                self._trial_ratio = ratio
+            return None
         if choice.threads != self.current:
             return None  # a frame started before a switch
-        self._pace.append(ratio)
+        if self._trying is not None and not math.isnan(self._trial_ratio):
+            self._pairs.append(self._trial_ratio / ratio)
+            self._trial_ratio = math.nan
+            return self._judge(now)
         if self._settle > 0:
             self._settle -= 1
             return None
         self._drift += self._alpha * (math.log(ratio) - self._drift)
-        if abs(self._drift) > self._drift_limit and now - self._last_probe >= self._min_gap:
+        idle = self._trying is None and not self._pending
+        if (
+            abs(self._drift) > self._drift_limit
+            and idle
+            and now - self._last_probe >= self._min_gap
+        ):
             self._drift = 0.0
             self._pending = self._others()
             self._reset_periods(now)
         return None
 
-    def pace(self) -> float:
-        """The current count's recent measured / predicted ratio (1 before any frame)."""
-        return statistics.median(self._pace) if self._pace else 1.0
+    def _end_series(self) -> None:
+        self._trying, self._trial_ratio, self._pairs = None, math.nan, []
 
-    def _judge(self, count: int, relative: float, now: float):
-        self.last_ratio[count] = relative
-        if count == self.current:
-            return None
-        trials = self._trials[count]
-        trials.append(relative)
-        verdict = statistics.median(trials)
-        if verdict <= 1.0 - self.min_gain and len(trials) < self._confirm:
-            self._pending.insert(0, count)  # promising: try it again on the next frame
-            return None
-        trials.clear()
-        if verdict <= 1.0 - self.min_gain:
+    def _judge(self, now: float):
+        count, verdict = self._trying, statistics.median(self._pairs)
+        self.last_ratio[count] = verdict
+        winning = verdict <= 1.0 - self.min_gain
+        if winning and len(self._pairs) < self._confirm:
+            return None  # promising: another pair
+        self._end_series()
+        if winning:
             self.current = count
             self.switches += 1
             self._settle = self._settle_frames
             self._drift = 0.0
-            self._pace.clear()
-            for other in self._trials.values():
-                other.clear()
-            self._pending = [c for c in self._pending if c != count]
+            self._pending = []
             self._reset_periods(now)
             return count
         if verdict >= 1.0 + self.min_gain:
