@@ -63,21 +63,15 @@ class Adaptive:
 
     def __init__(self, runtime, model_path: Path, frame_hw):
         from dynvit_ros.engine.threads import ThreadChooser, thread_candidates
-        from dynvit_ros.latency.base import LatencyContext, load_latency_model
+        from dynvit_ros.latency.base import load_latency_model
+        from dynvit_ros.ros.segmenter import latency_context
 
         options = {
             "cache_dir": str(REPO / "outputs" / "cache"),
             "frame_hw": list(frame_hw),
-            "backend": runtime.backend,
             "progress": False,
         }
-        context = LatencyContext(
-            runtime.model,
-            runtime.levels.configs,
-            runtime.input_hw,
-            options,
-            model_id=f"{model_path.resolve()}:{int(model_path.stat().st_mtime)}",
-        )
+        context = latency_context(runtime, model_path, options)
         self.runtime, self.latency = runtime, load_latency_model("profiled", context)
         self.chooser = ThreadChooser(thread_candidates(runtime.num_threads))
         self.threads: list[int] = []

@@ -83,6 +83,28 @@ def tiny_model(tmp_path_factory) -> dict:
 
 
 @pytest.fixture
+def segmenter_params(tiny_model, monkeypatch, tmp_path):
+    """segformer_node's parameters for the tiny model (latency cache under tmp_path, one
+    quick calibration round), with ``overrides``."""
+    from dynvit_ros.ros.segmenter import PARAMETERS
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+
+    def make(**overrides) -> dict:
+        params = {name: spec.default for name, spec in PARAMETERS.items()}
+        params.update(
+            model_path=tiny_model["model_path"],
+            levels_path=tiny_model["levels_path"],
+            tune_allocator=False,
+            latency_options="{warmup: 1, repeats: 1, progress: false}",
+        )
+        params.update(overrides)
+        return params
+
+    return make
+
+
+@pytest.fixture
 def ros(tmp_path, request):
     """Per test: a fresh ROS_DOMAIN_ID, a client node, and a launcher for installed nodes.
 

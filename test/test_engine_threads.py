@@ -154,7 +154,7 @@ def test_bad_settings_are_refused(kwargs):
 
 
 def test_the_segmenter_runs_trials_without_teaching_the_latency_model(
-    tiny_model, monkeypatch, tmp_path
+    segmenter_params, monkeypatch
 ):
     import numpy as np
     import torch
@@ -163,16 +163,7 @@ def test_the_segmenter_runs_trials_without_teaching_the_latency_model(
 
     assert PARAMETERS["adaptive_threads"].default is True
     assert "adaptive_threads" not in UNCONFIGURED_ONLY  # switched live
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    params = {name: spec.default for name, spec in PARAMETERS.items()}
-    params.update(
-        model_path=tiny_model["model_path"],
-        levels_path=tiny_model["levels_path"],
-        num_threads=2,
-        tune_allocator=False,
-        mode="fixed",
-        latency_options="{warmup: 1, repeats: 1, progress: false}",
-    )
+    params = segmenter_params(num_threads=2, mode="fixed")
     before = torch.get_num_threads()
     try:
         seg = Segmenter.load(params, warn=lambda line: None)

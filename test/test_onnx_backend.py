@@ -157,19 +157,10 @@ def test_backend_is_a_configure_time_node_parameter():
     assert "backend" in UNCONFIGURED_ONLY
 
 
-def test_segmenter_runs_and_times_the_onnxruntime_backend(tiny_model, monkeypatch, tmp_path):
-    from dynvit_ros.ros.segmenter import PARAMETERS, Segmenter
+def test_segmenter_runs_and_times_the_onnxruntime_backend(segmenter_params):
+    from dynvit_ros.ros.segmenter import Segmenter
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    params = {name: spec.default for name, spec in PARAMETERS.items()}
-    params.update(
-        model_path=tiny_model["model_path"],
-        levels_path=tiny_model["levels_path"],
-        num_threads=1,
-        tune_allocator=False,
-        backend="onnxruntime",
-        latency_options="{warmup: 1, repeats: 1, progress: false}",
-    )
+    params = segmenter_params(num_threads=1, backend="onnxruntime")
     seg = Segmenter.load(params, warn=lambda line: None)
     assert seg.runtime.backend.name == "onnxruntime"
     assert seg.latency_model.backend is seg.runtime.backend

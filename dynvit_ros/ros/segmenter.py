@@ -411,14 +411,7 @@ class Segmenter:
         )
         options = yaml.safe_load(params["latency_options"]) or {}
         options.setdefault("upsample", params["mask_upsampling"])  # time what the runtime runs
-        options.setdefault("backend", runtime.backend)  # and on the backend it runs
-        context = LatencyContext(
-            runtime.model,
-            runtime.levels.configs,
-            runtime.input_hw,
-            options,
-            model_id=f"{model_path.resolve()}:{_mtime(model_path)}",
-        )
+        context = latency_context(runtime, model_path, options)
         latency = load_latency_model(params["latency_model"], context)
         seg = cls(runtime, latency, params, kind)
         seg.model_path = model_path
@@ -746,6 +739,22 @@ class Segmenter:
             "last_error": last_error,
         }
         return level, message, values
+
+
+def latency_context(runtime: SegmentationRuntime, model_path: Path, options: dict):
+    """What a latency model is told about ``runtime``: its model, levels and input size, the
+    backend it runs on (timings of one do not hold for another) and the checkpoint's
+    identity (path and modification time) for cache keys.
+    """
+    options = dict(options)
+    options.setdefault("backend", runtime.backend)
+    return LatencyContext(
+        runtime.model,
+        runtime.levels.configs,
+        runtime.input_hw,
+        options,
+        model_id=f"{Path(model_path).resolve()}:{_mtime(Path(model_path))}",
+    )
 
 
 def _mtime(path: Path) -> int:
