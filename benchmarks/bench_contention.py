@@ -12,9 +12,9 @@ quiet and with a competitor: ``duty`` (a process that is busy 3 ms out of
 every 10, about what the camera replay takes) and ``core`` (a process busy on
 one core, pinned, like bench-streaming's burst). Conditions, thread counts and
 levels take turns for ``--rounds`` rounds; medians over the rounds. A third
-setting, ``adaptive``, runs the node's per-frame thread choice
-(:class:`dynvit_ros.engine.threads.ThreadChooser` with the profiled latency
-model, as segformer_node does) after the two fixed counts in each condition,
+setting, ``adaptive``, runs frames through what segformer_node runs per frame
+(:class:`dynvit_ros.ros.segmenter.Segmenter`, fixed mode: its per-frame thread
+choice with the profiled latency model) after the two fixed counts in each condition,
 its chooser and latency model kept from one condition to the next, so each
 change of competitor is one it has to notice: its medians include its trial
 frames and the frames it takes to react. Ends with one JSON line
@@ -57,36 +57,23 @@ def competitor(condition: str) -> subprocess.Popen | None:
     return None
 
 
-class Adaptive:
-    """The node's per-frame thread choice around ``runtime.infer`` (Segmenter.run's order:
-    choose, predict, run; trials are kept from the latency model)."""
+def load_segmenter(model: Path, levels: Path, frame_hw):
+    """What segformer_node runs per frame, without ROS: fixed mode, two threads at most,
+    adaptive threads on, the profiled latency model timing ``frame_hw`` frames."""
+    from dynvit_ros.ros.segmenter import PARAMETERS, Segmenter
 
-    def __init__(self, runtime, model_path: Path, frame_hw):
-        from dynvit_ros.engine.threads import ThreadChooser, thread_candidates
-        from dynvit_ros.latency.base import load_latency_model
-        from dynvit_ros.ros.segmenter import latency_context
-
-        options = {
-            "cache_dir": str(REPO / "outputs" / "cache"),
-            "frame_hw": list(frame_hw),
-            "progress": False,
-        }
-        context = latency_context(runtime, model_path, options)
-        self.runtime, self.latency = runtime, load_latency_model("profiled", context)
-        self.chooser = ThreadChooser(thread_candidates(runtime.num_threads))
-        self.threads: list[int] = []
-
-    def infer(self, frame, level: int) -> float:
-        now = time.monotonic()
-        choice = self.chooser.choose(now)
-        config, hw = self.runtime.levels[level].config, self.runtime.input_hw
-        predicted = float(self.latency.predict(config, hw))
-        ms = self.runtime.infer(frame, level, choice.threads).infer_ms
-        if not choice.probe:
-            self.latency.observe(config, hw, ms)
-        self.chooser.observe(choice, ms, predicted, now)
-        self.threads.append(choice.threads)
-        return ms
+    params = {name: spec.default for name, spec in PARAMETERS.items()}
+    options = {"cache_dir": str(REPO / "outputs" / "cache"), "frame_hw": list(frame_hw)}
+    params.update(
+        model_path=str(Path(model).resolve()),
+        levels_path=str(Path(levels).resolve()),
+        num_threads=2,
+        tune_allocator=False,
+        mode="fixed",
+        publish_color=False,
+        latency_options=json.dumps({**options, "progress": False}),
+    )
+    return Segmenter.load(params, warn=lambda line: print(line, file=sys.stderr))
 
 
 def main(argv=None) -> int:
@@ -98,16 +85,15 @@ def main(argv=None) -> int:
     if len(os.sched_getaffinity(0)) < 2:
         raise SystemExit("needs at least 2 cores")
 
-    from dynvit_ros.engine.runtime import SegmentationRuntime
     from dynvit_ros.hostload import HostLoad
     from dynvit_ros.training import camvid
 
     frames = camvid.load_split(camvid.require_root(), "val").images[:20]
-    runtime = SegmentationRuntime.load(args.model, args.levels, num_threads=2)
+    seg = load_segmenter(args.model, args.levels, frames[0].shape[:2])
+    runtime = seg.runtime
     for level in args.only:  # warm every level at both thread counts
         for threads in (1, 2):
             runtime.infer(frames[0], level, threads)
-    adaptive = Adaptive(runtime, Path(args.model), frames[0].shape[:2])
     times: dict = {}
     chosen: dict = {c: {"threads": [], "trials": 0} for c in CONDITIONS}
     with HostLoad() as load:
@@ -116,19 +102,21 @@ def main(argv=None) -> int:
                 proc = competitor(condition)
                 try:
                     for setting in SETTINGS:
-                        trials, adaptive.threads = adaptive.chooser.probes, []
                         for level in args.only:
                             if setting != "adaptive":  # untimed: the count's first frame
                                 runtime.infer(frames[0], level, int(setting))
+                            else:
+                                seg.apply({"skip_level": level})
                             for k in range(args.frames):
                                 frame = frames[k % len(frames)]
                                 if setting == "adaptive":
-                                    ms = adaptive.infer(frame, level)
+                                    stats = seg.run(frame, time.monotonic()).stats
+                                    ms = stats["measured_ms"]
+                                    chosen[condition]["threads"].append(stats["threads"])
+                                    chosen[condition]["trials"] += stats["thread_probe"]
                                 else:
                                     ms = runtime.infer(frame, level, int(setting)).infer_ms
                                 times.setdefault((level, condition, setting), []).append(ms)
-                    chosen[condition]["threads"] += adaptive.threads
-                    chosen[condition]["trials"] += adaptive.chooser.probes - trials
                 finally:
                     if proc is not None:
                         proc.kill()

@@ -115,10 +115,14 @@ def _profile(ratio: float, min_stride: int) -> LagProfile:
     return LagProfile(tuple(lags), max(stride, 1.0), min(1.0, ratio / max(stride, 1.0)))
 
 
+def kept(change: float, age_frames: float) -> float:
+    """Share of the scene still as a mask ``age_frames`` frames old shows it."""
+    return (1.0 - min(max(float(change), 0.0), 1.0)) ** float(age_frames)
+
+
 def freshness(profile: LagProfile, change: float) -> float:
     """Share of the scene still as the newest mask shows it, averaged over camera frames."""
-    keep = 1.0 - min(max(change, 0.0), 1.0)
-    return float(np.mean([keep**lag for lag in profile.lags]))
+    return float(np.mean([kept(change, lag) for lag in profile.lags]))
 
 
 def streaming_value(accuracy: float, profile: LagProfile, change: float) -> float:
@@ -228,9 +232,8 @@ class StreamingChoice:
         promised = self._promised.get(self.choice, 0.0)
         if not promised > 0:
             return
-        keep = 1.0 - min(max(float(change), 0.0), 1.0)
         level = self.choice[0]
-        ratio = keep ** float(age_frames) / promised
+        ratio = kept(change, age_frames) / promised
         low, high = self.correction_bounds
         updated = self.correction[level] + self.correction_rate * (ratio - self.correction[level])
         self.correction[level] = min(max(updated, low), high)
