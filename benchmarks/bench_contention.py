@@ -14,10 +14,11 @@ one core, pinned, like bench-streaming's burst). Conditions, thread counts and
 levels take turns for ``--rounds`` rounds; medians over the rounds. A third
 setting, ``adaptive``, runs frames through what segformer_node runs per frame
 (:class:`dynvit_ros.ros.segmenter.Segmenter`, fixed mode: its per-frame thread
-choice with the profiled latency model) after the two fixed counts in each condition,
-its chooser and latency model kept from one condition to the next, so each
-change of competitor is one it has to notice: its medians include its trial
-frames and the frames it takes to react. Ends with one JSON line
+choice with ``thread_trials`` on and the profiled latency model) after the two
+fixed counts in each condition, its chooser and latency model kept from one
+condition to the next, so each change of competitor is one it has to notice:
+its medians include its trial frames and the frames it takes to react. Ends
+with one JSON line
 {"levels": [{"level", "condition": {"1": ms, "2": ms, "adaptive": ms}}],
 "adaptive": {"condition": {"mean_threads", "trials"}}, ...}.
 """
@@ -59,7 +60,8 @@ def competitor(condition: str) -> subprocess.Popen | None:
 
 def load_segmenter(model: Path, levels: Path, frame_hw):
     """What segformer_node runs per frame, without ROS: fixed mode, two threads at most,
-    adaptive threads on, the profiled latency model timing ``frame_hw`` frames."""
+    adaptive threads with trials on (no load monitor here, so trials are its only way to
+    find a busy core), the profiled latency model timing ``frame_hw`` frames."""
     from dynvit_ros.ros.segmenter import PARAMETERS, Segmenter
 
     params = {name: spec.default for name, spec in PARAMETERS.items()}
@@ -70,6 +72,7 @@ def load_segmenter(model: Path, levels: Path, frame_hw):
         num_threads=2,
         tune_allocator=False,
         mode="fixed",
+        thread_trials=True,
         publish_color=False,
         latency_options=json.dumps({**options, "progress": False}),
     )

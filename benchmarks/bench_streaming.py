@@ -16,8 +16,10 @@ frames ``--passes`` times (3), the modes taking turns within a pass so that
 a host that drifts over the minutes hits each alike, and its confusion
 matrices are pooled over the passes (runs.json keeps each pass's figure and
 per-frame trace). Also printed: mIoU of the processed frames and deadline misses. The node
-runs with its shipped ``adaptive_threads``; ``--fixed-threads`` also runs every mode with
-it off, taking turns with the others ("fixed_threads" in the JSON). CamVid's
+runs with its shipped parameters; ``--fixed-threads`` also runs every mode with
+``adaptive_threads`` off, taking turns with the others ("fixed_threads" in the JSON), and
+``--variant PARAM=VALUE`` likewise with any node parameter ("variant"; ``--variant-modes
+dynamic`` for the two dynamic modes only). CamVid's
 labelled frames are a second apart in the original video, so replaying them
 at 30 Hz changes the scene faster than a real camera would: harsher than real
 life, equally for every mode. Ends with one JSON line
@@ -174,16 +176,16 @@ class Pooled:
         }
 
 
-def mode_label(mode, adaptive: bool) -> str:
+def mode_label(mode, shipped: bool, suffix: str) -> str:
     label = f"L{mode}" if isinstance(mode, int) else mode
-    return label if adaptive else f"{label}/fixed-thr"
+    return label if shipped else f"{label}/{suffix}"
 
 
-def mode_row(pooled: dict, static, adaptive: bool) -> dict:
+def mode_row(pooled: dict, static, shipped: bool) -> dict:
     return {
-        "dynamic": pooled["streaming", adaptive].result(),
-        "dynamic_deadline": pooled["deadline", adaptive].result(),
-        "static": [pooled[m, adaptive].result() for m in static],
+        "dynamic": pooled["streaming", shipped].result(),
+        "dynamic_deadline": pooled["deadline", shipped].result(),
+        "static": [pooled[m, shipped].result() for m in static if (m, shipped) in pooled],
     }
 
 
@@ -193,9 +195,21 @@ def summary_row(row: dict) -> dict:
         "dynamic_deadline": row["dynamic_deadline"]["streaming_miou"],
         "static": [s["streaming_miou"] for s in row["static"]],
     }
-    if "fixed_threads" in row:
-        out["fixed_threads"] = summary_row(row["fixed_threads"])
+    for key in ("fixed_threads", "variant"):
+        if key in row:
+            out[key] = summary_row(row[key])
     return out
+
+
+def shipped_parameter(name: str):
+    """A segformer_node parameter as config/dynvit.yaml ships it (else its default)."""
+    import yaml
+
+    from dynvit_ros.ros.segmenter import PARAMETERS
+
+    config = yaml.safe_load((REPO / "config" / "dynvit.yaml").read_text())
+    shipped = config["/**/segformer_node"]["ros__parameters"]
+    return shipped.get(name, PARAMETERS[name].default)
 
 
 def main(argv=None) -> int:
@@ -225,10 +239,29 @@ def main(argv=None) -> int:
         action="store_true",
         help="also run every mode with adaptive_threads off (turns alternate)",
     )
+    p.add_argument(
+        "--variant",
+        metavar="PARAM=VALUE",
+        help="also run modes with this node parameter (a YAML value; turns alternate)",
+    )
+    p.add_argument("--variant-modes", choices=("all", "dynamic"), default="all")
     p.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_streaming")
     args = p.parse_args(argv)
     if args.passes < 1:
         p.error("--passes must be at least 1")
+    if args.fixed_threads and args.variant:
+        p.error("--fixed-threads is a --variant: give one of them")
+    variant, key, suffix = {}, "", ""
+    if args.fixed_threads:
+        variant, key, suffix = {"adaptive_threads": False}, "fixed_threads", "fixed-thr"
+    elif args.variant:
+        import yaml
+
+        name, sep, value = args.variant.partition("=")
+        if not (sep and name):
+            p.error("--variant takes PARAM=VALUE")
+        variant, key, suffix = {name: yaml.safe_load(value)}, "variant", args.variant
+    shipped_values = {name: shipped_parameter(name) for name in variant}
 
     from dynvit_ros.demo.node_process import NodeProcess
     from dynvit_ros.engine.levels import LevelTable
@@ -260,32 +293,36 @@ def main(argv=None) -> int:
                 by_rate = results["hz"][f"{hz:g}"] = {}
                 for condition in args.conditions:
                     static = range(len(levels)) if args.static is None else args.static
-                    adaptive = [True, False] if args.fixed_threads else [True]
-                    modes = [(m, a) for a in adaptive for m in ("streaming", "deadline", *static)]
-                    pooled = {m: Pooled(mode_label(*m)) for m in modes}
+                    every = ("streaming", "deadline", *static)
+                    modes = [(m, True) for m in every]
+                    if variant:
+                        some = every if args.variant_modes == "all" else every[:2]
+                        modes += [(m, False) for m in some]
+                    pooled = {m: Pooled(mode_label(*m, suffix)) for m in modes}
                     # Modes take turns within each pass, so a host that drifts slower or
                     # faster over the minutes hits every mode alike.
                     for turn in range(args.passes):
-                        for mode, threads in modes:
+                        for mode, shipped in modes:
                             if mode in ("streaming", "deadline"):
                                 values = {"mode": "auto", "selection": mode}
                             else:
                                 values = {"mode": "fixed", "skip_level": mode}
-                            values["adaptive_threads"] = threads
+                            if variant:
+                                values.update(shipped_values if shipped else variant)
                             cam.set_params("segformer_node", values)
                             cam.spin(1.0)
                             run = cam.run(hz, condition == "burst")
-                            pooled[mode, threads].add(run)
+                            pooled[mode, shipped].add(run)
                             print(
                                 f"{hz:4g} Hz {condition:5} pass {turn + 1} "
-                                f"{pooled[mode, threads].mode:15} streaming "
+                                f"{pooled[mode, shipped].mode:15} streaming "
                                 f"{run['streaming'].miou():6.2f}",
                                 file=sys.stderr,
                                 flush=True,
                             )
                     row = by_rate[condition] = mode_row(pooled, static, True)
-                    if args.fixed_threads:
-                        row["fixed_threads"] = mode_row(pooled, static, False)
+                    if variant:
+                        row[key] = mode_row(pooled, static, False)
                     for r in pooled.values():
                         r = r.result()
                         print(

@@ -34,6 +34,31 @@ def test_parallel_nodes_keep_more_of_the_budget():
     assert got["/front"] == pytest.approx(90.0) and got["/rear"] == pytest.approx(60.0)
 
 
+def test_a_node_on_fewer_threads_than_cores_takes_as_long_for_less_of_the_machine():
+    # The monitor's budget is the machine's share over the period: 44 ms at 10 Hz on two
+    # cores. A one-thread node uses half the machine while it runs: 88 ms for that share.
+    shares = CameraShares(cores=2)
+    assert shares.budgets([""], 44.0, 5.0, 0.0, max_budget_ms=100.0) == {"": 44.0}
+    shares.seen("", 0.0, threads=1)
+    assert shares.parallel_of("") == 2.0
+    assert shares.budgets([""], 44.0, 5.0, 0.1, max_budget_ms=100.0)[""] == pytest.approx(88.0)
+    # Never beyond the largest budget; an unsaid count (0) or nonsense keeps the last one.
+    assert shares.budgets([""], 60.0, 5.0, 0.1, max_budget_ms=100.0)[""] == 100.0
+    shares.seen("", 0.2, threads=0)
+    shares.seen("", 0.3, threads=-3)
+    assert shares.parallel_of("") == 2.0
+    shares.seen("", 0.4, threads=2)
+    assert shares.budgets([""], 44.0, 5.0, 0.5, max_budget_ms=100.0)[""] == pytest.approx(44.0)
+    # Two one-thread cameras, weights 2:1: 58.7 + 29.3 ms on one core each is 44% of two.
+    shares = CameraShares({"/front": 2.0, "/rear": 1.0}, cores=2)
+    for cam in ("/front", "/rear"):
+        shares.seen(cam, 0.0, threads=1)
+    got = shares.budgets(["/front", "/rear"], 44.0, 5.0, 0.1, max_budget_ms=100.0)
+    assert got["/front"] == pytest.approx(88 * 2 / 3) and got["/rear"] == pytest.approx(88 / 3)
+    shares.forget("/rear")
+    assert shares.parallel_of("/rear") == 1.0
+
+
 def test_minimum_budget_and_unlisted_weight():
     shares = CameraShares({}, timeout_s=3.0)
     for i in range(30):
@@ -63,9 +88,9 @@ def test_a_camera_is_never_budgeted_below_what_it_can_meet():
     shares.seen("/front", 0.0, floor_ms=20.0)
     shares.seen("/rear", 0.0, floor_ms=35.0)
     cams = ["/front", "/rear"]
-    # A busy host: the shared budgets (40 and ~26.7 ms) fall below rear's fastest level.
+    # A busy host: the shared budgets (~53.3 and ~26.7 ms) fall below rear's fastest level.
     got = shares.budgets(cams, 40.0, 5.0, now=0.1, max_budget_ms=100.0, margin=1.1)
-    assert got["/front"] == pytest.approx(40.0)
+    assert got["/front"] == pytest.approx(160 / 3)
     assert got["/rear"] == pytest.approx(38.5)
     # Never above the largest budget, whatever the floor.
     shares.seen("/rear", 0.2, floor_ms=500.0)

@@ -152,6 +152,66 @@ def test_controller_uses_the_streaming_choice_only_with_a_camera_period():
     assert streaming.frame_deadline_ms == pytest.approx(66.6)
 
 
+def test_a_level_just_under_the_period_that_scatters_is_staler_than_its_median_says():
+    # Median 92 ms at a 100 ms camera: on its median every mask is out before the next
+    # frame; frame times scattered like a busy node's put a share of them a frame late.
+    choice = StreamingChoice([62.8, 61.2], hysteresis_frames=0)
+    medians, quantiles = [92.0, 60.0], [99.0, 70.0]
+    at_median = choice.plan(medians, quantiles, 100.0, 100.0, 0.05)
+    spread = [0.85, 0.95, 1.0, 1.1, 1.25]  # two frames in five over the period
+    scattered = choice.plan(medians, quantiles, 100.0, 100.0, 0.05, spread=spread)
+    assert at_median.level == 0 and at_median.values[0] == pytest.approx(62.8)
+    assert scattered.values[0] == pytest.approx(62.8 * (3 + 2 * 0.95) / 5, rel=0.01)
+    assert scattered.values[1] == pytest.approx(61.2)  # 75 ms at most: never late
+    # Nonsense in the spread is ignored rather than trusted.
+    assert choice.plan(medians, quantiles, 100.0, 100.0, 0.05, spread=[math.nan, -1.0]).values[
+        0
+    ] == pytest.approx(62.8)
+
+
+def test_the_tails_spread_is_the_scatter_of_recent_frames():
+    tail = TailEstimator(warmup=0, min_pooled=5)
+    assert tail.spread() == []
+    for r in (0.9, 1.0, 1.0, 1.1, 1.3):
+        tail.observe(0, 100.0, 130.0, 100.0 * r, 200.0)
+    low, *_, high = tail.spread()
+    assert low == pytest.approx(0.94) and high == pytest.approx(1.22)
+
+
+def test_one_thread_beside_a_busy_core_keeps_every_frame_within_the_monitors_share():
+    from dynvit_ros.budget.share import CameraShares
+
+    # 10 Hz camera; the monitor leaves 44% of two cores (one is busy). A level taking 75 ms
+    # at two threads would use 75% of the machine per period: gated to every other frame.
+    # At one thread it uses 37.5%, within the share: the monitor budgets one-thread frames
+    # twice the time, and the node runs it on every frame, as a fixed level would.
+    shares = CameraShares(cores=2)
+
+    def plan(threads):
+        shares.seen("", 0.0, threads=threads)
+        budget = shares.budgets([""], 44.0, 5.0, 0.0, max_budget_ms=100.0)[""]
+        arbiter = BudgetArbiter(2, 100.0, 2.0)
+        arbiter.accept(budget, -1, "load_monitor", 0.0, 0.0)
+        controller = Controller(
+            _Fixed([75.0, 30.0]),
+            [None, None],
+            (240, 320),
+            arbiter,
+            LevelSelector(2, hysteresis_frames=0),
+            TailEstimator(prior_ratio=1.1),
+            StreamingChoice([61.0, 52.0], hysteresis_frames=0),
+        )
+        return budget, controller.plan(
+            0.0, period_ms=100.0, change=0.05, other_cpu=0.5, cpu_share=threads / 2
+        )
+
+    budget, two = plan(2)
+    assert budget == pytest.approx(44.0) and (two.level, two.min_stride) == (0, 2)
+    budget, one = plan(1)
+    assert budget == pytest.approx(88.0) and (one.level, one.min_stride) == (0, 1)
+    assert one.frame_deadline_ms == pytest.approx(96.8)  # 88 ms x 1.1 < the period
+
+
 @pytest.fixture
 def gated_slot():
     """A started FrameSlot recording (frame, dropped) and signalling each frame it takes."""
@@ -295,6 +355,11 @@ def test_contention_counted_once_only_for_the_monitors_budget():
     assert controller.contention(Decision(40.0, "parameter", "auto", None), 0.5) == 1.0
     assert controller.contention(topic, float("nan")) == 1.0
     assert controller.contention(topic, 0.0) == 1.0
+    # Threads that fit in the cores others leave wait for nobody: nothing to pay for. Those
+    # that do not are stretched as above.
+    assert controller.contention(topic, 0.45, cpu_share=0.5) == 1.0
+    assert controller.contention(topic, 0.8, cpu_share=0.5) == pytest.approx(1.8)
+    assert controller.contention(topic, 0.5, cpu_share=float("nan")) == pytest.approx(1.8)
     model.load_factor = 0.7  # faster than calibrated: no stretch
     assert controller.contention(topic, 0.5) == 1.0
     model.predicts_this_host = False  # a model of another chip measures nothing here

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from dynvit_ros.engine.threads import ThreadChoice, ThreadChooser, thread_candidates
+from dynvit_ros.engine.threads import ThreadChoice, ThreadChooser, free_cores, thread_candidates
 
 
 def test_candidates_are_all_one_fewer_half_and_one():
@@ -18,6 +18,13 @@ def test_candidates_are_all_one_fewer_half_and_one():
 def test_one_count_never_probes():
     chooser = ThreadChooser([1])
     assert all(chooser.choose(float(t)) == ThreadChoice(1) for t in range(100))
+
+
+def test_without_trials_only_the_ceiling_moves_the_count():
+    chooser = ThreadChooser([2, 1], probe_period_s=0.0, trials=False)
+    assert all(chooser.choose(float(t)) == ThreadChoice(2) for t in range(50))
+    assert chooser.limit(1.0, 50.0) == 1 and chooser.choose(51.0) == ThreadChoice(1)
+    assert chooser.state()["thread_probes"] == 0
 
 
 class Host:
@@ -145,8 +152,41 @@ def test_state_reports_counts_trials_and_ratios():
     assert math.isnan(state["thread_probe_ratio"][0])
 
 
+def test_frames_use_no_more_threads_than_the_cores_others_leave_free():
+    assert free_cores(0.45, 2) == pytest.approx(1.1)
+    assert free_cores(float("nan"), 2) == 2.0 and free_cores(1.5, 4) == 0.0
+    chooser = ThreadChooser([2, 1], probe_period_s=0.0)
+    assert chooser.limit(free_cores(0.02, 2), 0.0) is None and chooser.current == 2
+    # A program holding one core of two (it reads 0.4-0.5 while the node's second thread
+    # takes some of its core): one thread, and no trials of two while that lasts.
+    assert chooser.limit(free_cores(0.45, 2), 1.0) == 1
+    assert [chooser.choose(1.0 + t).threads for t in range(10)] == [1] * 10
+    assert chooser.state()["thread_ceiling"] == 1
+    # A count comes back once others leave half of its core (1.5 free), not at 1.4 ...
+    assert chooser.limit(1.4, 20.0) is None and chooser.current == 1
+    assert chooser.limit(1.5, 21.0) == 2 and chooser.ceiling == 2
+    assert chooser.state()["thread_ceiling_changes"] == 2
+    # ... and is given up only once they take most of it: 1.35 free cores keep two.
+    assert chooser.limit(1.35, 21.5) is None and chooser.current == 2
+    # Nothing free still leaves one thread; NaN says nothing about the others.
+    assert chooser.limit(0.0, 22.0) == 1
+    assert chooser.limit(float("nan"), 23.0) == 2
+    # A series under way ends when the ceiling moves: no trial frame of a count not allowed.
+    eight = ThreadChooser(thread_candidates(8), probe_period_s=0.0)
+    assert eight.choose(0.0).probe
+    assert eight.limit(4.2, 0.0) == 4
+    assert all(eight.choose(0.1 * t).threads <= 4 for t in range(1, 40))
+
+
 @pytest.mark.parametrize(
-    "kwargs", [{"counts": []}, {"counts": [0]}, {"counts": [2], "min_gain": 1.5}]
+    "kwargs",
+    [
+        {"counts": []},
+        {"counts": [0]},
+        {"counts": [2], "min_gain": 1.5},
+        {"counts": [2], "keep": 0.3, "regain": 0.5},
+        {"counts": [2], "keep": 1.0},
+    ],
 )
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
@@ -162,8 +202,9 @@ def test_the_segmenter_runs_trials_without_teaching_the_latency_model(
     from dynvit_ros.ros.segmenter import PARAMETERS, UNCONFIGURED_ONLY, Segmenter
 
     assert PARAMETERS["adaptive_threads"].default is True
+    assert PARAMETERS["thread_trials"].default is False
     assert "adaptive_threads" not in UNCONFIGURED_ONLY  # switched live
-    params = segmenter_params(num_threads=2, mode="fixed")
+    params = segmenter_params(num_threads=2, mode="fixed", thread_trials=True)
     before = torch.get_num_threads()
     try:
         seg = Segmenter.load(params, warn=lambda line: None)
@@ -183,5 +224,42 @@ def test_the_segmenter_runs_trials_without_teaching_the_latency_model(
         assert torch.get_num_threads() == 2 and len(taught) == 1
         values = seg.diagnostics({}, 2.0)[2]
         assert values["thread_choice"] == "fixed" and values["threads"] == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_segmenter_yields_a_core_the_load_monitor_reports_busy(segmenter_params):
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    from dynvit_ros.ros.segmenter import Segmenter
+
+    params = segmenter_params(num_threads=2)
+    before = torch.get_num_threads()
+    zero = SimpleNamespace(sec=0, nanosec=0)
+
+    def budget(other_cpu):
+        return SimpleNamespace(
+            valid=True, budget_ms=40.0, pinned_level=-1, source="load_monitor",
+            expires_after=zero, energy_budget_mj=0.0, frame_period_ms=100.0,
+            other_cpu_fraction=other_cpu,
+        )  # fmt: skip
+
+    try:
+        seg = Segmenter.load(params, warn=lambda line: None)
+        seg.cores = 2
+        seg.threads = ThreadChooser((2, 1), probe_period_s=1e9)
+        rgb = np.zeros((120, 160, 3), np.uint8)
+        seg.take_budget(budget(0.5), 0.0)
+        assert seg.run(rgb, now=0.1).stats["threads"] == 1
+        assert torch.get_num_threads() == 1
+        seg.take_budget(budget(0.05), 0.2)
+        assert seg.run(rgb, now=0.3).stats["threads"] == 2
+        # A budget set by parameter is no report of the other programs: all threads.
+        seg.take_budget(budget(0.5), 0.4)
+        seg.apply({"budget_ms": 40.0})
+        assert seg.run(rgb, now=0.5).stats["threads"] == 2
     finally:
         torch.set_num_threads(before)

@@ -63,6 +63,8 @@ class Controller:
         self.arbiter, self.selector = arbiter, selector
         self.tail = tail or TailEstimator()
         self.streaming = streaming
+        # The streaming choice averages freshness over how frame times scatter (the tail's).
+        self.spread = True
         # A model of another chip: host frame times are not samples of its predictions.
         self.learn_tail = bool(getattr(latency_model, "predicts_this_host", True))
         self.unusable_predictions = 0
@@ -96,12 +98,14 @@ class Controller:
         change: float = 0.0,
         overhead_ms: float = 0.0,
         other_cpu: float = 0.0,
+        cpu_share: float = 1.0,
     ) -> Plan:
         """The level for a frame at ``now``; for the streaming choice: ``period_ms``, the
         camera's frame period (0 = unknown), ``change``, the share of the scene changing per
         frame, ``overhead_ms``, the node's time per frame outside the model, and
         ``other_cpu``, the share of the machine the budget topic's sender left out for other
-        processes.
+        processes, and ``cpu_share``, the share of the machine the frame's threads can use
+        (threads / cores: threads that fit in the cores others leave are not slowed by them).
         """
         predicted = self.predictions()
         energies = self._energies
@@ -116,9 +120,11 @@ class Controller:
             level = len(predicted) - 1  # nothing is known: the cheapest level
         elif self.streaming is not None and period_ms > 0 and decision.energy_mj <= 0:
             safe = [q * self.selector.safety for q in quantiles]
-            stretch = self.contention(decision, other_cpu)
+            stretch = self.contention(decision, other_cpu, cpu_share)
+            spread = self.tail.spread() if self.spread and self.learn_tail else []
+            budget = decision.budget_ms
             chosen = self.streaming.plan(
-                predicted, safe, decision.budget_ms, period_ms, change, stretch, overhead_ms
+                predicted, safe, budget, period_ms, change, stretch, overhead_ms, spread
             )
             level, feasible, deadline = chosen.level, chosen.feasible, chosen.deadline_ms
             streaming, min_stride = True, chosen.min_stride
@@ -140,17 +146,22 @@ class Controller:
             min_stride,
         )
 
-    def contention(self, decision: Decision, other_cpu: float) -> float:
+    def contention(self, decision: Decision, other_cpu: float, cpu_share: float = 1.0) -> float:
         """How much of the slowdown of this node's frames the budget has already paid for.
 
         A budget from the topic (the load monitor) leaves out the share ``u`` of the machine
-        that other processes take; those processes also slow the node's frames, which the
-        latency model's load factor measures. Counted once: the smaller of the two, at most
+        that other processes take. Threads that fit in the cores they leave
+        (``cpu_share``, threads / cores, at most ``1 - u``) wait for nobody: nothing to pay
+        for (1). Threads that do not fit wait for those processes, which the latency
+        model's load factor measures: counted once, the smaller of the two, at most
         ``1 / (1 - u)``. A budget set by parameter or the fallback left nothing out (1), and
         only a model of this host measures the slowdown.
         """
         u = float(other_cpu) if decision.source == "topic" else 0.0
         if not (self.learn_tail and math.isfinite(u) and u > 0):
+            return 1.0
+        share = float(cpu_share)
+        if math.isfinite(share) and share <= 1.0 - min(u, 1.0) + 1e-9:
             return 1.0
         factor = float(getattr(self.latency_model, "load_factor", 1.0))
         if not math.isfinite(factor):

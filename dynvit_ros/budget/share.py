@@ -78,19 +78,28 @@ class CameraShares:
         weights: dict[str, float] | None = None,
         timeout_s: float = 3.0,
         parallel: float = 1.0,
+        cores: int = 0,
     ):
         self.weights = dict(weights or {})
         self.timeout_s = float(timeout_s)
-        self.parallel = float(parallel)  # P: perception nodes that can run a frame at once
+        # P: perception nodes that can run a frame at once, for a camera whose node has not
+        # said how many threads it runs; with ``cores``, cores / threads for one that has.
+        self.parallel = float(parallel)
+        self.cores = int(cores)
         self._seen: dict[str, float] = {}
         self._floors: dict[str, float] = {}
+        self._threads: dict[str, int] = {}
 
     def weight(self, camera: str) -> float:
         return self.weights.get(camera, 1.0)
 
-    def seen(self, camera: str, now: float, floor_ms: float = math.nan) -> None:
-        """The camera processed a frame at ``now``; ``floor_ms``: the least budget it can meet."""
+    def seen(self, camera: str, now: float, floor_ms: float = math.nan, threads: int = 0) -> None:
+        """The camera processed a frame at ``now``; ``floor_ms``: the least budget it can meet;
+        ``threads``: the threads its frames use (0: not said, the last count holds).
+        """
         self._seen[camera] = now
+        if 0 < threads <= 4096:
+            self._threads[camera] = int(threads)
         floor = float(floor_ms)
         if math.isfinite(floor) and floor > 0:
             self._floors[camera] = floor
@@ -100,6 +109,14 @@ class CameraShares:
     def forget(self, camera: str) -> None:
         self._seen.pop(camera, None)
         self._floors.pop(camera, None)
+        self._threads.pop(camera, None)
+
+    def parallel_of(self, camera: str) -> float:
+        """How many frames like this camera's can run at once: cores / its threads."""
+        threads = self._threads.get(camera, 0)
+        if threads and self.cores > 0:
+            return max(1.0, self.cores / threads)
+        return self.parallel
 
     def floor(self, camera: str, now: float) -> float:
         """The least budget ``camera`` reported it can meet; 0 while unknown or inactive."""
@@ -124,13 +141,16 @@ class CameraShares:
         max_budget_ms: float | None = None,
         margin: float = 1.0,
     ) -> dict[str, float]:
-        """Each camera's budget out of the single-camera ``budget_ms``, raised to its floor
-        (times ``margin``) but never above ``max_budget_ms`` (default ``budget_ms``).
+        """Each camera's budget out of the single-camera ``budget_ms`` (a share of the whole
+        machine, in ms of the period): its weight's share, times how many of its frames can
+        run at once (a node on fewer threads than cores takes as long for a smaller share of
+        the machine), raised to its floor (times ``margin``) but never above
+        ``max_budget_ms`` (default ``budget_ms``).
         """
         ceiling = budget_ms if max_budget_ms is None else max(max_budget_ms, budget_ms)
         out = {}
         for c in cameras:
-            shared = budget_ms * min(1.0, self.parallel * self.share(c, now))
+            shared = budget_ms * self.parallel_of(c) * self.share(c, now)
             floored = max(shared, margin * self.floor(c, now), min_budget_ms)
             out[c] = min(floored, ceiling)
         return out

@@ -46,11 +46,15 @@ only if the node also idles: each level is also tried with a gate of 2 to
 the most accurate level that fits. Pure and clock-free.
 
 The lag profile is a model: a fixed frame time, masks out the instant the
-model finishes. In a node, frame times scatter around their median (a
-profile near a whole number of periods is worse on average than at its
-median), a level just switched to runs slower for a while, and publishing
-takes time. So, after Chanakya (Ghosh et al., NeurIPS 2023: learn the run-time
-choice from what it achieved), each level's value is corrected by what its
+model finishes. In a node, frame times scatter around their median, and a
+level whose median lies just under a whole number of periods publishes half
+its masks a frame later than its median promises. So the freshness of an
+option is averaged over the lag profiles of a few frame times spread like
+the recent ones (``spread``: quantiles of measured / predicted, from
+:meth:`dynvit_ros.budget.tail.TailEstimator.spread`). A level just switched
+to runs slower for a while, and publishing takes time. So, after Chanakya
+(Ghosh et al., NeurIPS 2023: learn the run-time choice from what it
+achieved), each level's value is corrected by what its
 masks actually achieved: the caller reports, at every camera frame, the age in
 frames of the newest mask it has published (:meth:`StreamingChoice.realised`);
 the ratio of the realised ``(1 - c) ** age`` to the freshness the profile
@@ -62,7 +66,7 @@ did worse than promised loses its edge over the neighbours it was tied with.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from functools import lru_cache
 import math
@@ -79,6 +83,7 @@ class LagProfile:
     lags: tuple[int, ...]  # per camera frame: age in frames of the newest mask at the next frame
     stride: float  # mean camera frames between processed frames
     busy: float  # share of time spent processing
+    shares: tuple[tuple[int, float], ...] = ()  # (lag, share of camera frames), lags sorted
 
 
 def lag_profile(latency_ms: float, period_ms: float, min_stride: int = 1) -> LagProfile:
@@ -112,7 +117,9 @@ def _profile(ratio: float, min_stride: int) -> LagProfile:
         lags.append(frame - published[k - 1][1] if k else _PROFILE_FRAMES)
     done = [idx for t, idx in published if first <= idx < _PROFILE_FRAMES - 1]
     stride = (done[-1] - done[0]) / (len(done) - 1) if len(done) > 1 else 1.0
-    return LagProfile(tuple(lags), max(stride, 1.0), min(1.0, ratio / max(stride, 1.0)))
+    counts = Counter(lags)
+    shares = tuple((lag, counts[lag] / len(lags)) for lag in sorted(counts))
+    return LagProfile(tuple(lags), max(stride, 1.0), min(1.0, ratio / max(stride, 1.0)), shares)
 
 
 def kept(change: float, age_frames: float) -> float:
@@ -122,7 +129,9 @@ def kept(change: float, age_frames: float) -> float:
 
 def freshness(profile: LagProfile, change: float) -> float:
     """Share of the scene still as the newest mask shows it, averaged over camera frames."""
-    return float(np.mean([kept(change, lag) for lag in profile.lags]))
+    if not profile.shares:
+        return float(np.mean([kept(change, lag) for lag in profile.lags]))
+    return sum(share * kept(change, lag) for lag, share in profile.shares)
 
 
 def streaming_value(accuracy: float, profile: LagProfile, change: float) -> float:
@@ -248,17 +257,20 @@ class StreamingChoice:
         change: float,
         stretch: float = 1.0,
         overhead_ms: float = 0.0,
+        spread: Sequence[float] = (),
     ) -> StreamingPlan:
         """``medians`` and ``quantiles``: per level, frame times under the load now;
         ``stretch`` (>= 1): the part of the slowdown of the node's frames that the budget
         has already paid for; ``overhead_ms``: per frame time outside the model (decode,
-        publish).
+        publish); ``spread``: frame time / median at a few quantiles (empty: the median
+        only), over which each option's freshness is averaged.
         """
         n = len(self.accuracy)
         if len(medians) != n or len(quantiles) != n:
             raise ValueError(f"expected {n} predictions")
         stretch = max(1.0, float(stretch)) if math.isfinite(stretch) else 1.0
         overhead = max(0.0, float(overhead_ms)) if math.isfinite(overhead_ms) else 0.0
+        spread = [float(r) for r in spread if math.isfinite(r) and r > 0] or [1.0]
         # Contention the budget has paid for stretches the node's frames without raising
         # the compute they take: the cap compares uncontended compute, and a frame's
         # deadline is its budgets stretched alike (never beyond the camera frames it has).
@@ -275,13 +287,16 @@ class StreamingChoice:
                 options[(i, 1)] = (-math.inf, False, budget_ms, math.inf)
                 continue
             cycle = medians[i] + overhead
+            cycles = [medians[i] * r + overhead for r in spread]
             compute = cycle / stretch
             for min_stride in range(1, self.max_stride + 1):
                 profile = lag_profile(cycle, period_ms, min_stride)
                 deadline = math.ceil(profile.stride - 1e-6) * frame_budget
                 busy_ok = compute <= profile.stride * budget_ms * (1.0 + self.cap_tolerance)
                 fit = busy_ok and quantiles[i] <= deadline
-                fresh = freshness(profile, change)
+                fresh = sum(
+                    freshness(lag_profile(c, period_ms, min_stride), change) for c in cycles
+                ) / len(cycles)
                 self._promised[(i, min_stride)] = fresh
                 value = self.accuracy[i] * fresh * self.correction[i]
                 options[(i, min_stride)] = (value, fit, deadline, quantiles[i] / deadline)

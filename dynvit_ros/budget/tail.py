@@ -95,6 +95,14 @@ class TailEstimator:
             self._cache[level] = max(value, 1e-3)
         return self._cache[level]
 
+    def spread(self, points: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)) -> list[float]:
+        """Quantiles of measured / predicted over recent frames of every level (empty until
+        ``min_pooled`` frames): how frame times scatter around the median prediction.
+        """
+        if len(self._pooled) < self.min_pooled:
+            return []
+        return [float(q) for q in np.quantile(self._pooled, points)]
+
     def quantiles(self, medians: list[float]) -> list[float]:
         """Per-level quantile predictions from median predictions (inf stays inf)."""
         return [m * self.ratio(i) if math.isfinite(m) else math.inf for i, m in enumerate(medians)]

@@ -26,6 +26,18 @@ the count becomes current when the median of ``confirm`` pairs does. Series star
   ``max_period_s``) each time that count loses by ``min_gain`` or more, and is reset
   when the load drifts or the count changes.
 
+Other programs' cores: a frame uses no more threads than the cores other programs
+leave free (:meth:`ThreadChooser.limit`, from the load monitor's share of the machine
+they take), as OpenMP's dynamic thread adjustment does. A thread on a core another
+program holds waits at every barrier and takes that program's time; in the node the
+one-thread frames beside a busy core took 0-20% longer than two-thread frames did
+(README, streaming section), at half the CPU. A count is given up only when others
+take most of a core (70%), and comes back below half, so a load near the line and a
+fast node's own kernel time (loopback DDS, counted as other load) do not flap it.
+
+Trials can be switched off (``trials=False``), leaving the ceiling alone: in the node
+on this project's host they never found a faster count and cost accuracy at 30 Hz.
+
 The caller keeps trial frames from the latency model (they would move its load
 factor, which describes the current count); reference frames are ordinary
 frames. After a switch, ``settle_frames`` frames pass before drift is judged
@@ -39,6 +51,13 @@ from dataclasses import dataclass
 import math
 import statistics
 from typing import Sequence
+
+
+def free_cores(other_cpu: float, cores: int) -> float:
+    """Cores other programs leave free, from their share of the machine (NaN: none taken)."""
+    other = float(other_cpu)
+    other = min(max(other, 0.0), 1.0) if math.isfinite(other) else 0.0
+    return max(1, int(cores)) * (1.0 - other)
 
 
 def thread_candidates(most: int) -> tuple[int, ...]:
@@ -65,6 +84,9 @@ class ThreadChooser:
         settle_frames: int = 5,
         min_gap_s: float = 1.0,
         confirm: int = 3,
+        keep: float = 0.7,
+        regain: float = 0.5,
+        trials: bool = True,
     ):
         counts = tuple(dict.fromkeys(int(c) for c in counts if int(c) >= 1))
         if not counts:
@@ -73,6 +95,12 @@ class ThreadChooser:
             raise ValueError(f"min_gain must be in (0, 1), got {min_gain!r}")
         self.counts = counts
         self.current = counts[0]
+        self.trials = bool(trials)  # False: the ceiling only, no trial frames
+        self.ceiling = max(counts)  # the most threads frames may use now (limit)
+        if not 0.0 <= regain <= keep < 1.0:
+            raise ValueError(f"need 0 <= regain <= keep < 1, got {regain!r}, {keep!r}")
+        self._keep, self._regain = float(keep), float(regain)
+        self.ceiling_changes = 0
         self.min_gain = float(min_gain)
         self._drift_limit = math.log1p(float(drift))
         self._alpha = float(drift_alpha)
@@ -96,7 +124,35 @@ class ThreadChooser:
         self.last_ratio = {c: math.nan for c in counts}
 
     def _others(self) -> list[int]:
-        return [c for c in self.counts if c != self.current]
+        return [c for c in self.counts if c != self.current and c <= self.ceiling]
+
+    def limit(self, free: float, now: float) -> int | None:
+        """Use no more threads than ``free`` cores: a count is given up once other programs
+        take most of a core it needs (free < count - ``keep``) and comes back once they
+        leave half of it (free >= count - ``regain``); between the two it holds, so a load
+        near a threshold does not flap. Frames move to the most threads allowed whenever
+        the ceiling moves. Returns the new count on a change.
+        """
+        most = max(self.counts)
+        free = float(free) if math.isfinite(free) else float(most)
+        wanted = min(most, max(1, math.floor(free + self._keep + 1e-9)))
+        if wanted > self.ceiling:
+            regained = math.floor(free + self._regain + 1e-9)
+            wanted = min(most, max(self.ceiling, regained))
+        if wanted == self.ceiling:
+            return None
+        self.ceiling = wanted
+        self.ceiling_changes += 1
+        allowed = max((c for c in self.counts if c <= wanted), default=min(self.counts))
+        self._end_series()
+        self._pending = []
+        self._drift = 0.0
+        self._settle = self._settle_frames
+        self._reset_periods(now)
+        if allowed == self.current:
+            return None
+        self.current = allowed
+        return allowed
 
     def _reset_periods(self, now: float) -> None:
         for c in self.counts:
@@ -106,7 +162,7 @@ class ThreadChooser:
     def choose(self, now: float) -> ThreadChoice:
         """The count for a frame starting at monotonic time ``now``."""
         others = self._others()
-        if not others:
+        if not (others and self.trials):
             return ThreadChoice(self.current)
         for c in others:
             if self._due[c] is None:
@@ -192,5 +248,7 @@ class ThreadChooser:
             "thread_counts": list(self.counts),
             "thread_probes": self.probes,
             "thread_switches": self.switches,
+            "thread_ceiling": self.ceiling,
+            "thread_ceiling_changes": self.ceiling_changes,
             "thread_probe_ratio": [self.last_ratio[c] for c in self.counts],
         }

@@ -63,7 +63,10 @@ class LoadMonitorNode(NamedParameterErrors, Node):
         self._last: dict = {}
         self._budget = math.nan
         self.shares = CameraShares(
-            parse_weights(self._p["camera_weights"]), self._p["camera_timeout_s"], self._parallel()
+            parse_weights(self._p["camera_weights"]),
+            self._p["camera_timeout_s"],
+            self._parallel(),
+            self.sampler.cores,
         )
         self._cameras: dict[str, tuple] = {}  # namespace -> (budget publisher, stats subscription)
         self._looked_up = -math.inf
@@ -223,7 +226,9 @@ class LoadMonitorNode(NamedParameterErrors, Node):
         def seen(msg: InferenceStats) -> None:
             if camera == SINGLE and self._p["cameras"].strip():
                 return  # serving named cameras: a root-namespace node is not one of them
-            self.shares.seen(camera, time.monotonic(), msg.fastest_quantile_ms)
+            # A trial frame's thread count is not the node's.
+            threads = 0 if msg.thread_probe else int(msg.threads)
+            self.shares.seen(camera, time.monotonic(), msg.fastest_quantile_ms, threads)
 
         return seen
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 import math
+import os
 from pathlib import Path
 import threading
 import time
@@ -29,7 +30,12 @@ from dynvit_ros.engine.backends import BACKENDS
 from dynvit_ros.engine.levels import LevelTable, generic_ladder
 from dynvit_ros.engine.masks import UPSAMPLING, colorize, overlay
 from dynvit_ros.engine.runtime import SegmentationRuntime
-from dynvit_ros.engine.threads import ThreadChoice, ThreadChooser, thread_candidates
+from dynvit_ros.engine.threads import (
+    ThreadChoice,
+    ThreadChooser,
+    free_cores,
+    thread_candidates,
+)
 from dynvit_ros.host import tune_allocator
 from dynvit_ros.latency.base import LatencyContext, load_latency_model
 from dynvit_ros.ros.diagnostics import OK, WARN, ErrorLog, quote
@@ -84,10 +90,16 @@ PARAMETERS = {
     ),
     "adaptive_threads": Spec(
         True,
-        "Choose each frame's thread count (num_threads, one fewer, half, one) from what "
-        "frames take: beside a program that holds a core, fewer threads are faster. Trials "
-        "of another count come when frame times drift and every few seconds. torch backend "
-        "only (onnxruntime sessions fix their threads).",
+        "Never more threads than the cores the load monitor's budget says other programs "
+        "leave free (at most num_threads): beside a program that holds a core, a thread "
+        "that shares its core waits at every operator and takes that program's time. "
+        "torch backend only (onnxruntime sessions fix their threads).",
+    ),
+    "thread_trials": Spec(
+        False,
+        "With adaptive_threads: also try other thread counts (num_threads, one fewer, half, "
+        "one) now and then, and keep one that is faster. Off by default: in the node on a "
+        "2-core host the trials never found a faster count and cost accuracy at 30 Hz.",
     ),
     "tune_allocator": Spec(
         True,
@@ -143,6 +155,12 @@ PARAMETERS = {
         "the same compute budget; needs a level table with accuracies); deadline = the most "
         "accurate level whose frame time fits the budget on every frame.",
         choices=("deadline", "streaming"),
+    ),
+    "streaming_spread": Spec(
+        True,
+        "With selection streaming: judge each level's freshness over how frame times "
+        "scatter (recent measured / predicted), not at its median alone: a level whose "
+        "median lies just under the camera period publishes many masks a frame late.",
     ),
     "skip_level": Spec(
         0,
@@ -360,8 +378,11 @@ class Segmenter:
             else None
         )
         self.scene = SceneChange()
+        # The machine's cores, as the load monitor counts them (its shares are of all).
+        self.cores = max(1, os.cpu_count() or 1)
         self.threads = self._thread_chooser()
         self.controller.streaming = self._streaming if self.streaming_on() else None
+        self.controller.spread = bool(params["streaming_spread"])
         self.arrivals = ArrivalPeriod()
         self._arrived_frames = 0
         self._last_arrival = 0.0
@@ -421,7 +442,8 @@ class Segmenter:
         if not (self.p.get("adaptive_threads") and self.runtime.adjustable_threads):
             return None
         counts = thread_candidates(self.runtime.num_threads)
-        return ThreadChooser(counts) if len(counts) > 1 else None
+        trials = bool(self.p.get("thread_trials"))
+        return ThreadChooser(counts, trials=trials) if len(counts) > 1 else None
 
     def _thread_state(self) -> dict:
         if self.threads is not None:
@@ -486,7 +508,8 @@ class Segmenter:
             if self._streaming is not None:
                 self._streaming.hysteresis_frames = int(self.p["hysteresis_frames"])
             self.controller.streaming = self._streaming if self.streaming_on() else None
-            if "adaptive_threads" in changes:
+            self.controller.spread = bool(self.p["streaming_spread"])
+            if "adaptive_threads" in changes or "thread_trials" in changes:
                 self.threads = self._thread_chooser()
 
     # -- inputs -------------------------------------------------------------------
@@ -585,13 +608,25 @@ class Segmenter:
         with self._lock:
             period_ms = self.camera_period_ms()
             overhead = self._frame_overhead_ms()
+            other_cpu = self._budget_other_cpu
+            chooser = self.threads
+            if chooser is not None:
+                monitored = self.arbiter.budget_ms <= 0 and not self.arbiter.stale(now)
+                chooser.limit(free_cores(other_cpu if monitored else 0.0, self.cores), now)
+            choice = chooser.choose(now) if chooser else ThreadChoice(self.runtime.num_threads)
+            # Planned for the count in force: a trial frame measures another, it does not
+            # move the choice of level.
+            threads = chooser.current if chooser else choice.threads
             plan = self.controller.plan(
-                now, period_ms, self.scene.rate, overhead, self._budget_other_cpu
+                now,
+                period_ms,
+                self.scene.rate,
+                overhead,
+                other_cpu,
+                min(max(threads, 1), self.cores) / self.cores,
             )
             p = dict(self.p)
             frame_index, arrival = self._arrived_frames, self._last_arrival
-            chooser = self.threads
-            choice = chooser.choose(now) if chooser else ThreadChoice(self.runtime.num_threads)
         # The streaming gate: skip to the frame min_stride periods after this one.
         hold = arrival + (plan.min_stride - 0.5) * period_ms / 1e3 if plan.min_stride > 1 else 0.0
         grace = period_ms / 1e3
