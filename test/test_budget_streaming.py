@@ -133,17 +133,22 @@ class _Fixed:
         pass
 
 
-def test_controller_uses_the_streaming_choice_only_with_a_camera_period():
-    arbiter = BudgetArbiter(2, 100.0, 2.0, "auto", 0, 33.3)
-    controller = Controller(
-        _Fixed([48.0, 16.0]),
+def _streaming_controller(arbiter, medians, accuracy) -> Controller:
+    """Two levels with fixed predictions, a 1.1 tail and no hysteresis."""
+    return Controller(
+        _Fixed(medians),
         [None, None],
         (240, 320),
         arbiter,
         LevelSelector(2, hysteresis_frames=0),
         TailEstimator(prior_ratio=1.1),
-        StreamingChoice([60.0, 50.0], hysteresis_frames=0),
+        StreamingChoice(accuracy, hysteresis_frames=0),
     )
+
+
+def test_controller_uses_the_streaming_choice_only_with_a_camera_period():
+    arbiter = BudgetArbiter(2, 100.0, 2.0, "auto", 0, 33.3)
+    controller = _streaming_controller(arbiter, [48.0, 16.0], [60.0, 50.0])
     deadline_mode = controller.plan(0.0)
     assert deadline_mode.level == 1 and not deadline_mode.streaming
     assert deadline_mode.frame_deadline_ms == pytest.approx(33.3)
@@ -192,15 +197,7 @@ def test_one_thread_beside_a_busy_core_keeps_every_frame_within_the_monitors_sha
         budget = shares.budgets([""], 44.0, 5.0, 0.0, max_budget_ms=100.0)[""]
         arbiter = BudgetArbiter(2, 100.0, 2.0)
         arbiter.accept(budget, -1, "load_monitor", 0.0, 0.0)
-        controller = Controller(
-            _Fixed([75.0, 30.0]),
-            [None, None],
-            (240, 320),
-            arbiter,
-            LevelSelector(2, hysteresis_frames=0),
-            TailEstimator(prior_ratio=1.1),
-            StreamingChoice([61.0, 52.0], hysteresis_frames=0),
-        )
+        controller = _streaming_controller(arbiter, [75.0, 30.0], [61.0, 52.0])
         return budget, controller.plan(
             0.0, period_ms=100.0, change=0.05, other_cpu=0.5, cpu_share=threads / 2
         )

@@ -5,16 +5,18 @@ The load monitor measures what processes other than perception leave free and
 turns it into one budget per frame period (:class:`LoadBudgetPolicy`). With N
 cameras, that compute is shared: camera i gets
 
-    budget_i = clamp(B * min(1, P * w_i / sum(w_j over active cameras j)), min_budget_ms, B)
+    budget_i = clamp(B * P_i * w_i / sum(w_j over active cameras j), min_budget_ms, B_max)
 
-where B is the single-camera budget, w_i the camera's weight and
-P = cores / threads per perception node: how many nodes can run a frame at
-the same time. With P = 1 (each node uses every core) the cameras share the
-machine in time; single-threaded nodes on two cores (P = 2) with equal weights
-each keep the whole budget. A camera is active while it has reported a
-processed frame within ``timeout_s``; an idle, deactivated or killed camera
-frees its share after that. A camera that is not active is offered what it
-would get if it joined (its weight counted in).
+where B is the single-camera budget (the machine's share over a frame period,
+in ms), w_i the camera's weight and P_i = cores / the threads camera i's node
+runs (as it reports them; before that, the ``parallel`` given): a node on fewer
+threads than cores takes longer for the same share of the machine. With P = 1
+(each node uses every core) the cameras share the machine in time;
+single-threaded nodes on two cores (P = 2) with equal weights each keep the
+whole budget, and one single-threaded camera alone gets 2B. A camera is
+active while it has reported a processed frame within ``timeout_s``; an idle,
+deactivated or killed camera frees its share after that. A camera that is not
+active is offered what it would get if it joined (its weight counted in).
 
 Feasibility floor: each camera reports, with every processed frame, the
 smallest budget it can meet under the load it sees (the predicted
