@@ -128,6 +128,10 @@ class BudgetArbiter:
         """No fresh topic budget is in force (whatever the parameters say)."""
         return self._topic is None or now - self._received > self.timeout_s or now > self._expires
 
+    def topic_in_force(self, now: float) -> bool:
+        """The topic's budget decides (no budget_ms parameter overrides it, and it is fresh)."""
+        return self.budget_ms <= 0 and not self.stale(now)
+
     def energy(self, now: float) -> tuple[float, str]:
         """The energy budget in force (mJ, 0 = none) and where it came from."""
         if self.energy_budget_mj > 0:
@@ -141,7 +145,7 @@ class BudgetArbiter:
         if self.budget_ms > 0:
             budget, source, pinned = self.budget_ms, "parameter", -1
             notice = None
-        elif not self.stale(now):
+        elif self.topic_in_force(now):
             budget, pinned, _, _ = self._topic
             source, notice = "topic", None
         else:

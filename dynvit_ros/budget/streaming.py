@@ -83,7 +83,7 @@ class LagProfile:
     lags: tuple[int, ...]  # per camera frame: age in frames of the newest mask at the next frame
     stride: float  # mean camera frames between processed frames
     busy: float  # share of time spent processing
-    shares: tuple[tuple[int, float], ...] = ()  # (lag, share of camera frames), lags sorted
+    shares: tuple[tuple[int, float], ...]  # (lag, share of camera frames): the lags' histogram
 
 
 def lag_profile(latency_ms: float, period_ms: float, min_stride: int = 1) -> LagProfile:
@@ -129,8 +129,6 @@ def kept(change: float, age_frames: float) -> float:
 
 def freshness(profile: LagProfile, change: float) -> float:
     """Share of the scene still as the newest mask shows it, averaged over camera frames."""
-    if not profile.shares:
-        return float(np.mean([kept(change, lag) for lag in profile.lags]))
     return sum(share * kept(change, lag) for lag, share in profile.shares)
 
 

@@ -611,7 +611,7 @@ class Segmenter:
             other_cpu = self._budget_other_cpu
             chooser = self.threads
             if chooser is not None:
-                monitored = self.arbiter.budget_ms <= 0 and not self.arbiter.stale(now)
+                monitored = self.arbiter.topic_in_force(now)
                 chooser.limit(free_cores(other_cpu if monitored else 0.0, self.cores), now)
             choice = chooser.choose(now) if chooser else ThreadChoice(self.runtime.num_threads)
             # Planned for the count in force: a trial frame measures another, it does not
