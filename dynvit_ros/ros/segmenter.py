@@ -381,8 +381,7 @@ class Segmenter:
         # The machine's cores, as the load monitor counts them (its shares are of all).
         self.cores = max(1, os.cpu_count() or 1)
         self.threads = self._thread_chooser()
-        self.controller.streaming = self._streaming if self.streaming_on() else None
-        self.controller.spread = bool(params["streaming_spread"])
+        self._wire_selection()
         self.arrivals = ArrivalPeriod()
         self._arrived_frames = 0
         self._last_arrival = 0.0
@@ -507,8 +506,7 @@ class Segmenter:
                     self._streaming.reset()
             if self._streaming is not None:
                 self._streaming.hysteresis_frames = int(self.p["hysteresis_frames"])
-            self.controller.streaming = self._streaming if self.streaming_on() else None
-            self.controller.spread = bool(self.p["streaming_spread"])
+            self._wire_selection()
             if "adaptive_threads" in changes or "thread_trials" in changes:
                 self.threads = self._thread_chooser()
 
@@ -550,6 +548,11 @@ class Segmenter:
 
     def streaming_on(self) -> bool:
         return self.p["selection"] == "streaming" and self._streaming is not None
+
+    def _wire_selection(self) -> None:
+        """Hand the controller the streaming choice (or none) and its settings."""
+        self.controller.streaming = self._streaming if self.streaming_on() else None
+        self.controller.spread = bool(self.p["streaming_spread"])
 
     def camera_period_ms(self) -> float:
         """The camera's frame period: from arrival times, else the budgets' (0: unknown)."""
