@@ -59,6 +59,17 @@ def test_a_node_on_fewer_threads_than_cores_takes_as_long_for_less_of_the_machin
     assert shares.parallel_of("/rear") == 1.0
 
 
+def test_a_budget_set_by_hand_is_a_time_per_frame_not_sized_for_threads():
+    shares = CameraShares(cores=2)
+    shares.seen("", 0.0, threads=1)
+    assert shares.budgets([""], 37.5, 5.0, 0.1, 100.0, 0.0, machine_share=False) == {"": 37.5}
+    shares = CameraShares({"/front": 3.0, "/rear": 1.0}, cores=2)
+    for cam in ("/front", "/rear"):
+        shares.seen(cam, 0.0, threads=1)
+    got = shares.budgets(["/front", "/rear"], 40.0, 5.0, 0.1, 100.0, 0.0, machine_share=False)
+    assert got["/front"] == pytest.approx(30.0) and got["/rear"] == pytest.approx(10.0)
+
+
 def test_minimum_budget_and_unlisted_weight():
     shares = CameraShares({}, timeout_s=3.0)
     for i in range(30):

@@ -142,17 +142,20 @@ class CameraShares:
         now: float,
         max_budget_ms: float | None = None,
         margin: float = 1.0,
+        machine_share: bool = True,
     ) -> dict[str, float]:
         """Each camera's budget out of the single-camera ``budget_ms`` (a share of the whole
         machine, in ms of the period): its weight's share, times how many of its frames can
         run at once (a node on fewer threads than cores takes as long for a smaller share of
         the machine), raised to its floor (times ``margin``) but never above
-        ``max_budget_ms`` (default ``budget_ms``).
+        ``max_budget_ms`` (default ``budget_ms``). ``machine_share=False``: ``budget_ms`` is
+        already a time per frame (a budget set by hand), split by weight but not by threads.
         """
         ceiling = budget_ms if max_budget_ms is None else max(max_budget_ms, budget_ms)
         out = {}
         for c in cameras:
-            shared = budget_ms * self.parallel_of(c) * self.share(c, now)
+            parallel = self.parallel_of(c) if machine_share else 1.0
+            shared = budget_ms * parallel * self.share(c, now)
             floored = max(shared, margin * self.floor(c, now), min_budget_ms)
             out[c] = min(floored, ceiling)
         return out

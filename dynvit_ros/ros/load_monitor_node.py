@@ -165,7 +165,9 @@ class LoadMonitorNode(NamedParameterErrors, Node):
             min_budget_ms=self._policy.min_budget_ms,
             now=now,
             max_budget_ms=self._policy.max_budget_ms,
-            margin=0.0 if manual else p["feasibility_margin"],  # a manual budget is the user's
+            # A manual budget is the user's time per frame: no floor, not sized for threads.
+            margin=0.0 if manual else p["feasibility_margin"],
+            machine_share=not manual,
         )
         if cameras is None:
             budget = self.shares.budgets([SINGLE], budget, **limits)[SINGLE]
