@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 ENV := export VENV=$(VENV); source $(ROOT)/tools/env.sh
 PYTEST_ARGS ?=
 
-.PHONY: venv build lint test demo bench-engine bench-latency bench-allocator bench-node bench-budget bench-multicam bench-backends bench-node-backends bench-contention bench-robustness bench-streaming bench-accuracy bench-geometry bench-calibrate bench-energy eval train clean
+.PHONY: venv build lint test demo bench-engine bench-latency bench-allocator bench-node bench-budget bench-multicam bench-backends bench-node-backends bench-contention bench-robustness bench-streaming bench-accuracy bench-geometry bench-calibrate bench-energy bench-staleness eval train clean
 
 venv:
 	VENV=$(VENV) $(ROOT)/tools/setup_venv.sh
@@ -100,6 +100,10 @@ bench-accuracy: venv
 # The shipped weights with encoder inputs on and off the 32-pixel grid (CamVid val and train).
 bench-geometry: venv
 	$(ENV); cd $(ROOT) && $(PY) benchmarks/bench_geometry.py
+
+# What a mask g frames old costs in mIoU (CamVid val in order) against the streaming choice's model.
+bench-staleness: venv
+	$(ENV); cd $(ROOT) && $(PY) benchmarks/bench_staleness.py
 
 # Label-free calibration checked against CamVid labels, and what a search costs for B0 and B2.
 bench-calibrate: venv

@@ -14,8 +14,8 @@ labelled frame is scored against the newest mask published before the next
 frame arrived (dynvit_ros/training/streaming.py). Each mode replays the
 frames ``--passes`` times (3), the modes taking turns within a pass so that
 a host that drifts over the minutes hits each alike, and its confusion
-matrices are pooled over the passes (runs.json keeps each pass's figure and
-per-frame trace). Also printed: mIoU of the processed frames and deadline misses. The node
+matrices are pooled over the passes (runs.json keeps each pass's figure,
+per-frame trace and the node's /diagnostics). Also printed: mIoU of the processed frames and deadline misses. The node
 runs with its shipped parameters; ``--fixed-threads`` also runs every mode with
 ``adaptive_threads`` off, taking turns with the others ("fixed_threads" in the JSON), and
 ``--variant PARAM=VALUE`` likewise with any node parameter ("variant"; ``--variant-modes
@@ -48,9 +48,21 @@ from benchclient import (  # noqa: E402
     pinned_burst,
 )
 
+# What runs.json keeps of the node's /diagnostics, to tell why the controller chose.
+DIAGNOSTIC_KEYS = (
+    "scene_change_per_frame",
+    "streaming_correction",
+    "predicted_quantile_ms",
+    "predicted_ms",
+    "running_miss_rate",
+    "load_factor",
+    "budget_ms",
+)
+
 
 class Camera(BenchClient):
     def __init__(self, domain: int, frames: list, labels: list):
+        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import QoSProfile
         from sensor_msgs.msg import CompressedImage, Image
 
@@ -71,6 +83,17 @@ class Camera(BenchClient):
         self.node.create_subscription(
             InferenceStats, "/segmentation/stats", self.stats.append, QoSProfile(depth=50)
         )
+        self.diagnostics: list = []
+        self.node.create_subscription(
+            DiagnosticArray, "/diagnostics", self._on_diagnostics, QoSProfile(depth=10)
+        )
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            values = {kv.key: kv.value for kv in status.values}
+            if "scene_change_per_frame" in values:  # the segformer node's status
+                kept = {k: values.get(k, "") for k in DIAGNOSTIC_KEYS}
+                self.diagnostics.append([round(time.monotonic(), 3), kept])
 
     def _on_mask(self, msg) -> None:
         if msg.header.stamp.sec != self.run_id:
@@ -89,6 +112,7 @@ class Camera(BenchClient):
         self.run_id += 1
         self.masks.clear()
         self.stats.clear()
+        self.diagnostics.clear()
         period, n = 1.0 / hz, len(self.frames)
         sends, started, burster = [], time.monotonic(), None
         for k in range(n):
@@ -135,6 +159,8 @@ class Camera(BenchClient):
                 for s in stats
             ],
             "mask_times": [[k, round(t - t0, 4)] for t, k, _ in self.masks],
+            # The node's /diagnostics during the run (s from start, DIAGNOSTIC_KEYS).
+            "diagnostics": [[round(t - t0, 2), v] for t, v in self.diagnostics],
         }
 
 
@@ -160,6 +186,7 @@ class Pooled:
                 "streaming_miou": round(run["streaming"].miou(), 2),
                 "trace": run["trace"],
                 "mask_times": run["mask_times"],
+                "diagnostics": run["diagnostics"],
             }
         )
 
