@@ -12,17 +12,18 @@ streaming value within the budget: "dynamic" in the JSON) and ``selection:
 deadline`` (every frame within the budget: "dynamic_deadline"). Each
 labelled frame is scored against the newest mask published before the next
 frame arrived (dynvit_ros/training/streaming.py). Each mode replays the
-frames ``--passes`` times (3), the modes taking turns within a pass so that
-a host that drifts over the minutes hits each alike, and its confusion
-matrices are pooled over the passes (runs.json keeps each pass's figure,
-per-frame trace and the node's /diagnostics). Also printed: mIoU of the
-processed frames and deadline misses. The node runs with its shipped parameters; ``--fixed-threads`` also runs every mode with
-``adaptive_threads`` off, taking turns with the others ("fixed_threads" in the JSON), and
-``--variant PARAM=VALUE`` likewise with any node parameter ("variant"; ``--variant-modes
-dynamic`` for the two dynamic modes only). CamVid's
-labelled frames are a second apart in the original video, so replaying them
-at 30 Hz changes the scene faster than a real camera would: harsher than real
-life, equally for every mode. Ends with one JSON line
+frames ``--passes`` times (3), the modes taking turns within a pass so that a
+host that drifts over the minutes hits each alike, and its confusion matrices
+are pooled over the passes (runs.json keeps each pass's figure, per-frame
+trace and the node's /diagnostics). Also printed: mIoU of the processed frames
+and deadline misses. The node runs with its shipped parameters;
+``--fixed-threads`` also runs every mode with ``adaptive_threads`` off, taking
+turns with the others ("fixed_threads" in the JSON), and ``--variant
+PARAM=VALUE`` likewise with any node parameter ("variant"; ``--variant-modes
+dynamic`` for the two dynamic modes only). CamVid's labelled frames are a
+second apart in the original video, so replaying them at 30 Hz changes the
+scene faster than a real camera would: harsher than real life, equally for
+every mode. Ends with one JSON line
 {"hz": {"30": {"quiet": {"dynamic": .., "static": [..]}, "burst": {..}}, "10": {..}}}.
 """
 
