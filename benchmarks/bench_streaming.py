@@ -56,6 +56,7 @@ DIAGNOSTIC_KEYS = (
     "predicted_quantile_ms",
     "predicted_ms",
     "running_miss_rate",
+    "miss_slack",
     "load_factor",
     "budget_ms",
 )

@@ -116,3 +116,39 @@ def test_models_of_other_chips_are_compared_by_their_own_predictions():
     assert plan.quantile_ms == [0.4, 0.2] and plan.level == 1
     c.observe(plan, 30.0)  # host time: no lesson for a GV100 model, but a miss
     assert c.tail.frames == 0 and c.tail.miss_rate == 1.0
+
+
+def test_miss_feedback_gives_back_margin_while_misses_stay_under_target():
+    # Level 0's median (40 ms) fits a 45 ms budget but its p97 (1.3 x 40) does not.
+    latency = _Latency([40.0, 25.0, 10.0])
+    tail = TailEstimator(quantile=0.97, min_pooled=5, warmup=0, adapt_rate=0.0)
+    arbiter = BudgetArbiter(3, budget_ms=45.0)
+    c = Controller(latency, ["a", "b", "c"], (8, 8), arbiter, LevelSelector(3, 0), tail)
+    for _ in range(10):
+        plan = c.plan(0.0)
+        c.observe(plan, plan.predicted_ms[plan.level] * 1.3)
+    assert c.plan(0.0).level == 1 and c.slack == 0.0  # off by default
+    c.miss_feedback = 0.1
+    levels = []
+    for _ in range(200):
+        plan = c.plan(0.0)
+        levels.append(plan.level)
+        c.observe(plan, plan.predicted_ms[plan.level] * 1.3)  # 32.5 ms: never late
+    # +0.003 per frame on time, up to 0.5: level 0 compared at 46 ms, still over 45.
+    assert c.slack == pytest.approx(0.5) and set(levels) == {1}
+    assert c.plan(0.0).quantile_ms[0] == pytest.approx(52.0)  # reported: calibrated
+    arbiter.update(budget_ms=52.0)  # the selector moves up with 10% to spare
+    plan = c.plan(0.0)
+    assert plan.level == 0
+    c.observe(plan, 53.0)  # late: one miss takes back 0.097
+    assert c.slack == pytest.approx(0.5 - 0.097)
+    arbiter.update(budget_ms=46.5)  # 46 ms fitted; 40 + 12 x 0.597 = 47.2 does not
+    assert c.plan(0.0).level == 1
+    # Frames of a fixed level teach the latency model, not the slack.
+    arbiter.mode, arbiter.skip_level = "fixed", 2
+    plan = c.plan(0.0)
+    c.observe(plan, 1000.0)
+    assert c.slack == pytest.approx(0.5 - 0.097)
+    # Feedback off: the slack left over does not count.
+    arbiter.mode, c.miss_feedback = "auto", 0.0
+    assert c.selection_quantiles([40.0], [52.0]) == [52.0]

@@ -12,6 +12,20 @@ and a known camera period, the level is chosen by its streaming value instead
 (:mod:`dynvit_ros.budget.streaming`), unless an energy budget is in force.
 Pure: the caller passes the time, so it runs in benchmarks and unit tests
 without ROS.
+
+The miss target bounds the share of late frames; a calibrated quantile is
+only an estimate of where that share falls, and from a few hundred frames
+its sampling error alone can rule out a level that in fact misses less than
+the target (at 10 Hz on the shipped table, L3's predicted p97 lay above the
+period on 18% of its frames while it missed 1-3%). With ``miss_feedback``
+the choice also follows the misses themselves: each frame the level was
+chosen for (not fixed or pinned) moves a slack ``k`` by
+``miss_feedback * (target - missed)``, within [0, ``MAX_SLACK``], and levels
+are compared at ``median + (quantile - median) * (1 - k)``: while misses stay
+under the target the margin above the median shrinks, and every miss widens
+it again, so the realised miss rate settles at the target (a stochastic
+approximation, as the tail's own adaptive quantile). The quantiles reported
+and learned from stay the calibrated ones.
 """
 
 from __future__ import annotations
@@ -24,6 +38,8 @@ from dynvit_ros.budget.policy import LevelSelector
 from dynvit_ros.budget.streaming import StreamingChoice
 from dynvit_ros.budget.tail import TailEstimator
 from dynvit_ros.latency.base import energy_of
+
+MAX_SLACK = 0.5  # at most half the tail's margin above the median is given back
 
 
 @dataclass(frozen=True)
@@ -73,6 +89,15 @@ class Controller:
         # against (the latency model predicts no energy for it).
         self.energy_unknown_frames = 0
         self._energies: list[float] = []
+        self.miss_feedback = 0.0  # step of the slack per frame; 0: off
+        self.slack = 0.0
+
+    def selection_quantiles(self, predicted: list[float], quantiles: list[float]) -> list[float]:
+        """The quantiles levels are compared at: the tail margin shrunk by the slack."""
+        keep = 1.0 - self.slack if self.miss_feedback > 0 else 1.0
+        return [
+            m + (q - m) * keep if math.isfinite(q) else q for m, q in zip(predicted, quantiles)
+        ]
 
     def predictions(self) -> list[float]:
         """Per-level predictions; a NaN, negative or missing one becomes inf (ineligible).
@@ -110,16 +135,17 @@ class Controller:
         predicted = self.predictions()
         energies = self._energies
         quantiles = self.tail.quantiles(predicted) if self.learn_tail else list(predicted)
+        compared = self.selection_quantiles(predicted, quantiles)
         decision = self.arbiter.decide(now)
         budgets = (decision.budget_ms, energies, decision.energy_mj)
-        feasible = any(self.selector.fits(quantiles, *budgets))
+        feasible = any(self.selector.fits(compared, *budgets))
         deadline, streaming, min_stride = math.nan, False, 1
         if decision.level is not None:
             level = decision.level
         elif all(math.isinf(p) for p in predicted):
             level = len(predicted) - 1  # nothing is known: the cheapest level
         elif self.streaming is not None and period_ms > 0 and decision.energy_mj <= 0:
-            safe = [q * self.selector.safety for q in quantiles]
+            safe = [q * self.selector.safety for q in compared]
             stretch = self.contention(decision, other_cpu, cpu_share)
             spread = self.tail.spread() if self.spread and self.learn_tail else []
             budget = decision.budget_ms
@@ -130,7 +156,7 @@ class Controller:
             streaming, min_stride = True, chosen.min_stride
             self.infeasible_frames += not feasible
         else:
-            level = self.selector.select(quantiles, *budgets)
+            level = self.selector.select(compared, *budgets)
             self.infeasible_frames += not feasible
             if decision.energy_mj > 0 and any(math.isnan(e) for e in energies):
                 self.energy_unknown_frames += 1
@@ -171,6 +197,10 @@ class Controller:
     def observe(self, plan: Plan, measured_ms: float) -> None:
         """Learn from the frame run as ``plan``: the latency model, then the tail."""
         level = plan.level
+        if self.miss_feedback > 0 and plan.decision.level is None and math.isfinite(measured_ms):
+            missed = measured_ms > plan.frame_deadline_ms
+            step = self.miss_feedback * ((1.0 - self.tail.quantile) - missed)
+            self.slack = min(max(self.slack + step, 0.0), MAX_SLACK)
         self.latency_model.observe(self.configs[level], self.input_hw, measured_ms)
         if not self.learn_tail:
             self.tail.record_miss(measured_ms > plan.frame_deadline_ms)

@@ -204,6 +204,14 @@ PARAMETERS = {
         "(1 - target) quantile of each level's frame time with the budget.",
         check=_miss_target,
     ),
+    "miss_feedback": Spec(
+        0.1,
+        "Step per frame of the slack that follows the realised misses (0 = off): while "
+        "frames miss less often than deadline_miss_target, levels are compared at a "
+        "quantile closer to their median (at most halfway), and each miss moves it back.",
+        low=0.0,
+        high=0.5,
+    ),
     "latency_safety": Spec(
         1.0,
         "Extra multiplier on the predicted quantile before comparing with the budget.",
@@ -553,6 +561,7 @@ class Segmenter:
         """Hand the controller the streaming choice (or none) and its settings."""
         self.controller.streaming = self._streaming if self.streaming_on() else None
         self.controller.spread = bool(self.p["streaming_spread"])
+        self.controller.miss_feedback = float(self.p["miss_feedback"])
 
     def camera_period_ms(self) -> float:
         """The camera's frame period: from arrival times, else the budgets' (0: unknown)."""
@@ -745,6 +754,7 @@ class Segmenter:
             "quantile": self.tail.quantile,
             "quantile_coverage": self.tail.coverage,
             "running_miss_rate": self.tail.miss_rate,
+            "miss_slack": self.controller.slack,
             "predicted_quantile_ms": last.get("quantiles", []),
             "log_lines_suppressed": self.errors.suppressed,
             "frames_lost_before_node": self.stream.frames_lost,
