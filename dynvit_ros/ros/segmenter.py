@@ -558,7 +558,7 @@ class Segmenter:
         return self.p["selection"] == "streaming" and self._streaming is not None
 
     def _wire_selection(self) -> None:
-        """Hand the controller the streaming choice (or none) and its settings."""
+        """Hand the controller the streaming choice (or none) and the selection settings."""
         self.controller.streaming = self._streaming if self.streaming_on() else None
         self.controller.spread = bool(self.p["streaming_spread"])
         self.controller.miss_feedback = float(self.p["miss_feedback"])
